@@ -1,0 +1,242 @@
+"""Prometheus metrics for requests and for the runtime, in one process or across workers.
+
+With several workers every process writes its samples to files in a directory named by
+``PROMETHEUS_MULTIPROC_DIR``; /metrics merges them. prometheus-client picks its storage when a
+metric is created, so the runner calls :func:`prepare_multiprocess_dir` before the app is
+imported and workers are forked. Without the variable, metrics live in the default registry.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from prometheus_client import (
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    multiprocess,
+    values,
+)
+from prometheus_client.exposition import choose_encoder
+
+from mainspring.services.state import ServiceState
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+HTTP_METHODS = frozenset(
+    {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT", "QUERY"}
+)
+"""Any other method is counted as "other": clients choose methods, and labels must stay few."""
+
+TICK_BUCKETS = (0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, float("inf"))
+LAG_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0, float("inf"))
+
+
+def multiprocess_dir() -> str | None:
+    return os.environ.get(MULTIPROC_ENV)
+
+
+class HttpMetrics:
+    """What the request middleware records; label children are cached so a request costs
+    two dict lookups and prometheus-client's own increments."""
+
+    def __init__(self, registry: CollectorRegistry = REGISTRY) -> None:
+        self._duration = Histogram(
+            "mainspring_http_request_duration_seconds",
+            "Time to answer an HTTP request, by route template and status class.",
+            ["method", "route", "status_class"],
+            registry=registry,
+        )
+        self._in_flight = Gauge(
+            "mainspring_http_requests_in_flight",
+            "HTTP requests being answered now.",
+            ["method"],
+            registry=registry,
+            multiprocess_mode="livesum",
+        )
+        self._in_flight_by_method: dict[str, Gauge] = {}
+        self._duration_by_labels: dict[tuple[str, str, int], Histogram] = {}
+
+    def request_started(self, method: str) -> None:
+        self._in_flight_child(method).inc()
+
+    def request_finished(self, method: str, route: str, status: int, duration_s: float) -> None:
+        method = method if method in HTTP_METHODS else "other"
+        self._in_flight_child(method).dec()
+        key = (method, route, status)
+        child = self._duration_by_labels.get(key)
+        if child is None:
+            child = self._duration_by_labels[key] = self._duration.labels(
+                method, route, _status_class(status)
+            )
+        child.observe(duration_s)
+
+    def _in_flight_child(self, method: str) -> Gauge:
+        method = method if method in HTTP_METHODS else "other"
+        child = self._in_flight_by_method.get(method)
+        if child is None:
+            child = self._in_flight_by_method[method] = self._in_flight.labels(method)
+        return child
+
+
+def _status_class(status: int) -> str:
+    return f"{status // 100}xx" if 100 <= status <= 599 else "other"
+
+
+class RuntimeMetrics:
+    """What the supervisor, the loops and the loop watchdog record."""
+
+    def __init__(self, registry: CollectorRegistry = REGISTRY) -> None:
+        self._state = Gauge(
+            "mainspring_service_state",
+            "1 for the state a service is in, 0 for the others.",
+            ["service", "state"],
+            registry=registry,
+            multiprocess_mode="livemax",
+        )
+        self._restarts = Counter(
+            "mainspring_service_restarts",
+            "Times a service was restarted after it stopped or crashed.",
+            ["service"],
+            registry=registry,
+        )
+        self._tick_duration = Histogram(
+            "mainspring_tick_duration_seconds",
+            "Time a loop tick took, failed or not.",
+            ["service", "loop"],
+            registry=registry,
+            buckets=TICK_BUCKETS,
+        )
+        self._tick_failures = Counter(
+            "mainspring_tick_failures",
+            "Loop ticks that raised or timed out.",
+            ["service", "loop"],
+            registry=registry,
+        )
+        self._lease_held = Gauge(
+            "mainspring_lease_held",
+            "1 while this process holds the service's singleton lease; summed across workers.",
+            ["service"],
+            registry=registry,
+            multiprocess_mode="livesum",
+        )
+        self._loop_lag = Histogram(
+            "mainspring_event_loop_lag_seconds",
+            "Delay before the event loop ran the watchdog's heartbeat.",
+            registry=registry,
+            buckets=LAG_BUCKETS,
+        )
+        self._loop_blocked = Counter(
+            "mainspring_event_loop_blocked",
+            "Times the event loop did not answer within the watchdog's threshold.",
+            registry=registry,
+        )
+        self._ticks: dict[tuple[str, str], tuple[Histogram, Counter]] = {}
+
+    def service_state(self, service: str, state: str) -> None:
+        for known in ServiceState:
+            self._state.labels(service, known.value).set(1 if known.value == state else 0)
+
+    def service_restarted(self, service: str) -> None:
+        self._restarts.labels(service).inc()
+
+    def tick_finished(self, service: str, loop: str, duration_s: float, failed: bool) -> None:
+        children = self._ticks.get((service, loop))
+        if children is None:
+            children = self._ticks[service, loop] = (
+                self._tick_duration.labels(service, loop),
+                self._tick_failures.labels(service, loop),
+            )
+        children[0].observe(duration_s)
+        if failed:
+            children[1].inc()
+
+    def lease_held(self, service: str, held: bool) -> None:
+        self._lease_held.labels(service).set(1 if held else 0)
+
+    def loop_lag(self, seconds: float) -> None:
+        self._loop_lag.observe(seconds)
+
+    def loop_blocked(self) -> None:
+        self._loop_blocked.inc()
+
+
+_http: HttpMetrics | None = None
+_runtime: RuntimeMetrics | None = None
+
+
+def http_metrics() -> HttpMetrics:
+    """This process's request metrics, in the default registry."""
+    global _http
+    if _http is None:
+        _http = HttpMetrics()
+    return _http
+
+
+def runtime_metrics() -> RuntimeMetrics:
+    """This process's runtime metrics, in the default registry."""
+    global _runtime
+    if _runtime is None:
+        _runtime = RuntimeMetrics()
+    return _runtime
+
+
+def exposition(accept: str | None = None) -> tuple[bytes, str]:
+    """The metrics text of this process, or of every worker in multiprocess mode, and its
+    content type (OpenMetrics when `accept` asks for it)."""
+    encoder, content_type = choose_encoder(accept or "")
+    return encoder(collecting_registry()), content_type
+
+
+def collecting_registry() -> CollectorRegistry:
+    path = multiprocess_dir()
+    if path is None:
+        return REGISTRY
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry, path=path)  # type: ignore[no-untyped-call]
+    return registry
+
+
+def prepare_multiprocess_dir(base: Path | None = None) -> Path:
+    """Create a fresh directory for this run's worker metrics and point
+    ``PROMETHEUS_MULTIPROC_DIR`` at it, for this process and the workers it forks or spawns.
+
+    Call it before the app is imported: metrics created earlier stay in memory.
+    """
+    if _http is not None or _runtime is not None:
+        raise RuntimeError(
+            "metrics were created before prepare_multiprocess_dir(); "
+            "call it before importing the app"
+        )
+    path = Path(tempfile.mkdtemp(prefix="mainspring-metrics-", dir=base))
+    os.environ[MULTIPROC_ENV] = str(path)
+    # prometheus-client chose its value storage when it was imported; choose again.
+    values.ValueClass = values.get_value_class()  # type: ignore[no-untyped-call]
+    return path
+
+
+@contextmanager
+def multiprocess_metrics(base: Path | None = None) -> Iterator[Path]:
+    """:func:`prepare_multiprocess_dir` for the length of a run; the directory is removed after."""
+    path = prepare_multiprocess_dir(base)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+        if os.environ.get(MULTIPROC_ENV) == str(path):
+            del os.environ[MULTIPROC_ENV]
+
+
+def mark_worker_dead(pid: int) -> None:
+    """For gunicorn's ``child_exit`` hook: drop the dead worker's live gauges (in-flight
+    requests, service states, leases); its counters and histograms still count."""
+    path = multiprocess_dir()
+    if path is not None:
+        multiprocess.mark_process_dead(pid, path)  # type: ignore[no-untyped-call]
