@@ -1,0 +1,85 @@
+"""Several worker processes under gunicorn's arbiter, on the socket the runner bound."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from gunicorn.app.base import BaseApplication  # type: ignore[import-untyped]
+from uvicorn.importer import import_from_string
+
+from mainspring.observability.metrics import mark_worker_dead
+from mainspring.server.exitcodes import EXIT_APP_ERROR
+from mainspring.server.logs import GunicornLogger
+from mainspring.server.metrics_port import MetricsPort
+from mainspring.server.options import RunOptions
+
+WORKER_CLASS = "mainspring.server.worker.MainspringWorker"
+GUNICORN_APP_LOAD_ERROR = 4
+
+
+class MainspringApplication(BaseApplication):  # type: ignore[misc]
+    """gunicorn configured from code, never from argv, a config file or GUNICORN_CMD_ARGS."""
+
+    def __init__(
+        self,
+        options: RunOptions,
+        fd: int,
+        *,
+        stop_timeout: int,
+        metrics_port: MetricsPort | None = None,
+    ) -> None:
+        self.run_options = options
+        self.metrics_port = metrics_port
+        self.options: dict[str, Any] = {
+            "bind": [f"fd://{fd}"],
+            "workers": options.workers,
+            "worker_class": WORKER_CLASS,
+            # The arbiter SIGKILLs workers after this; leave them time for the app's shutdown.
+            "graceful_timeout": stop_timeout,
+            "control_socket_disable": True,
+            "proc_name": f"mainspring {options.app}",
+            "logger_class": GunicornLogger,
+            "when_ready": self.when_ready,
+            "child_exit": child_exit,
+        }
+        super().__init__()
+
+    @property
+    def drain_timeout(self) -> int:
+        return self.run_options.graceful_timeout
+
+    def load_config(self) -> None:
+        for key, value in self.options.items():
+            self.cfg.set(key, value)
+
+    def load(self) -> Any:
+        return import_from_string(self.run_options.app)
+
+    def when_ready(self, arbiter: Any) -> None:
+        """The master reads every worker's metrics files, so it serves the metrics port."""
+        if self.metrics_port is not None:
+            self.metrics_port.start()
+
+
+def child_exit(arbiter: Any, worker: Any) -> None:
+    """A dead worker's in-flight requests and service states no longer count."""
+    mark_worker_dead(worker.pid)
+
+
+def serve_workers(
+    options: RunOptions, fd: int, *, stop_timeout: int, metrics_port: MetricsPort | None
+) -> int:
+    """Run gunicorn's arbiter until it stops; return its exit status."""
+    application = MainspringApplication(
+        options, fd, stop_timeout=stop_timeout, metrics_port=metrics_port
+    )
+    master = os.getpid()
+    try:
+        application.run()
+    except SystemExit as exc:
+        if os.getpid() != master:
+            raise  # A forked worker is leaving; its exit is gunicorn's business.
+        code = exc.code if isinstance(exc.code, int) else 1
+        return EXIT_APP_ERROR if code == GUNICORN_APP_LOAD_ERROR else code
+    return 0

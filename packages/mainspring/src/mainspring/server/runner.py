@@ -1,0 +1,99 @@
+"""`mainspring run`: set up logging and metrics, import the app, claim the port, hold the
+pidfile, serve, exit cleanly."""
+
+from __future__ import annotations
+
+import math
+import os
+from contextlib import ExitStack
+
+import uvicorn
+
+from mainspring.observability.metrics import multiprocess_metrics
+from mainspring.server import takeover
+from mainspring.server.exitcodes import EXIT_APP_ERROR, StartError
+from mainspring.server.loader import load_app
+from mainspring.server.metrics_port import MetricsPort
+from mainspring.server.multi import serve_workers
+from mainspring.server.options import TRUSTED_PROXIES_ENV, RunOptions
+from mainspring.server.pidfile import Pidfile, pidfile_path
+from mainspring.server.single import serve, serve_with_reload
+from mainspring.settings import ConfigError, MainspringSettings, load_settings
+
+__all__ = ["RunOptions", "run"]
+
+STOP_MARGIN = 5.0
+"""Slack on top of the drain and shutdown deadlines before a process is killed."""
+
+
+def run(options: RunOptions) -> int:
+    """Serve `options.app` until stopped; return the exit code. Raises StartError."""
+    # Before the app is imported: its import-time log lines and metrics depend on both.
+    try:
+        options.logs.apply()
+    except ValueError as exc:  # e.g. MAINSPRING_LOG_FORMAT=xml
+        raise StartError(str(exc), EXIT_APP_ERROR) from None
+    if options.trusted_proxies:
+        os.environ[TRUSTED_PROXIES_ENV] = ",".join(options.trusted_proxies)
+    owner = os.getpid()
+    with ExitStack() as cleanup:
+        try:
+            return _run(options, cleanup)
+        finally:
+            if os.getpid() != owner:
+                # A gunicorn worker, forked inside _run, is leaving through this stack:
+                # the metrics directory, port and pidfile are the master's to clean up.
+                cleanup.pop_all()
+
+
+def _run(options: RunOptions, cleanup: ExitStack) -> int:
+    if options.workers > 1:
+        # Every worker writes its samples to files in here, which /metrics merges.
+        cleanup.enter_context(multiprocess_metrics())
+    app = load_app(options.app)
+    try:
+        shutdown_timeout = load_settings(MainspringSettings).shutdown_timeout
+    except ConfigError as exc:
+        raise StartError(str(exc), EXIT_APP_ERROR) from None
+    # Upper bound for a whole stop: drain requests, then the app's own shutdown deadline.
+    stop_timeout = options.graceful_timeout + shutdown_timeout + STOP_MARGIN
+    sock = takeover.claim_port(
+        options.host,
+        options.port,
+        options.app,
+        takeover=options.takeover,
+        stop_timeout=stop_timeout,
+    )
+    cleanup.callback(sock.close)
+    port = sock.getsockname()[1]
+    pidfile = Pidfile(pidfile_path(options.host, port))
+    cleanup.callback(pidfile.release)
+    pidfile.acquire(app=options.app, host=options.host, port=port, timeout=stop_timeout)
+    metrics_port = None if options.metrics_port is None else MetricsPort(options.metrics_port)
+    if metrics_port is not None:
+        cleanup.callback(metrics_port.stop)
+    if options.workers > 1:
+        return serve_workers(
+            options,
+            os.dup(sock.fileno()),  # gunicorn closes the listener it is given.
+            stop_timeout=math.ceil(options.graceful_timeout + shutdown_timeout + STOP_MARGIN),
+            metrics_port=metrics_port,
+        )
+    config = uvicorn.Config(
+        options.app if options.reload else app,
+        lifespan="on",
+        reload=options.reload,
+        timeout_graceful_shutdown=options.graceful_timeout,
+        # Our logging is configured already; the request middleware writes the access line
+        # and alone decides whom X-Forwarded-For is believed from.
+        log_config=None,
+        access_log=False,
+        proxy_headers=False,
+    )
+    if options.reload:
+        return serve_with_reload(
+            config, sock, logs=options.logs, watchdog_threshold=options.watchdog_threshold
+        )
+    if metrics_port is not None:
+        metrics_port.start()
+    return serve(config, [sock], watchdog_threshold=options.watchdog_threshold)

@@ -1,0 +1,152 @@
+"""Claim the port: bind it, or safely replace a previous instance of the same app.
+
+A process is only ever signalled when everything agrees that it is this app's previous
+instance: a pidfile for this port whose flock is held, naming this app, whose pid holds the
+listening socket (or is the parent of a process that does, as a gunicorn master is) and
+runs as the same user.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import signal
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import structlog
+
+from mainspring.server import pidfile, ports
+from mainspring.server.exitcodes import EXIT_ALREADY_RUNNING, EXIT_PORT_UNAVAILABLE, StartError
+
+log = structlog.get_logger("mainspring.server")
+
+BIND_RETRIES = 10
+BIND_RETRY_DELAY = 0.2
+POLL_INTERVAL = 0.05
+KILL_WAIT = 5.0
+
+
+@dataclass(frozen=True)
+class Instance:
+    """A running mainspring instance of our app, and its processes that hold the port."""
+
+    process: ports.ProcessInfo
+    workers: list[ports.ProcessInfo]
+
+
+def find_instance(app: str, port: int, holders: list[ports.ProcessInfo]) -> Instance | None:
+    """Our app's previous instance among `holders`, or None when the holder is anything else."""
+    holder_pids = {holder.pid for holder in holders}
+    for path in sorted(pidfile.pidfile_dir().glob(f"mainspring-*-{port}.pid")):
+        info = pidfile.read_live(path)
+        if info is None or info.app != app or info.port != port:
+            continue
+        workers = [holder for holder in holders if holder.ppid == info.pid]
+        if info.pid not in holder_pids and not workers:
+            continue
+        process = ports.process_info(info.pid)
+        if process is not None and _runs_as_us(process.pid):
+            return Instance(process=process, workers=workers)
+    return None
+
+
+def _runs_as_us(pid: int) -> bool:
+    """Never signal another user's process, whatever a pidfile says."""
+    try:
+        return os.stat(f"/proc/{pid}").st_uid == os.getuid()
+    except OSError:
+        return False
+
+
+def claim_port(
+    host: str, port: int, app: str, *, takeover: bool, stop_timeout: float
+) -> socket.socket:
+    """A listening socket on host:port, taking it over from our previous instance if asked."""
+    try:
+        return ports.bind(host, port)
+    except OSError as exc:
+        if exc.errno != errno.EADDRINUSE:
+            raise StartError(
+                f"cannot listen on {host}:{port}: {exc.strerror}", EXIT_PORT_UNAVAILABLE
+            ) from None
+    _, (host_ip, _) = ports.resolve(host, port)
+    holders = ports.port_holders(host_ip, port)
+    if not holders:
+        raise StartError(
+            f"{host}:{port} is in use, and the process holding it cannot be identified "
+            "(no permission to read its /proc entries?)",
+            EXIT_PORT_UNAVAILABLE,
+        )
+    instance = find_instance(app, port, holders)
+    if instance is None:
+        held_by = "; ".join(f"pid {h.pid} ({h.cmdline or '?'})" for h in holders)
+        raise StartError(
+            f"{host}:{port} is in use by another program: {held_by}", EXIT_PORT_UNAVAILABLE
+        )
+    if not takeover:
+        raise StartError(
+            f"{app} is already running on {host}:{port} (pid {instance.process.pid}); "
+            "pass --takeover to replace it",
+            EXIT_ALREADY_RUNNING,
+        )
+    stop_instance(instance, stop_timeout)
+    return _bind_again(host, port)
+
+
+def stop_instance(instance: Instance, timeout: float) -> None:
+    """SIGTERM the instance and wait for it to exit; SIGKILL it and its workers after `timeout`."""
+    pid = instance.process.pid
+    log.info("takeover stopping previous instance", pid=pid, timeout=timeout)
+    _signal(instance.process, signal.SIGTERM)
+    if _wait(lambda: not _alive(instance.process), timeout):
+        log.info("takeover previous instance exited", pid=pid)
+        return
+    log.warning("takeover killing previous instance", pid=pid, timeout=timeout)
+    for worker in instance.workers:
+        current = ports.process_info(worker.pid)
+        if current is not None and current.ppid == pid and _alive(worker):
+            _signal(worker, signal.SIGKILL)
+    _signal(instance.process, signal.SIGKILL)
+    _wait(lambda: not _alive(instance.process), KILL_WAIT)
+
+
+def _alive(process: ports.ProcessInfo) -> bool:
+    """True while this very process runs (a zombie has exited; a reused pid is another one)."""
+    current = ports.process_info(process.pid)
+    return current is not None and current.start_time == process.start_time and current.state != "Z"
+
+
+def _signal(process: ports.ProcessInfo, sig: signal.Signals) -> None:
+    if _alive(process):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(process.pid, sig)
+
+
+def _wait(condition: Callable[[], bool], timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(POLL_INTERVAL)
+    return True
+
+
+def _bind_again(host: str, port: int) -> socket.socket:
+    """The old instance has exited, but its sockets may take a moment to be released."""
+    attempts = 0
+    while True:
+        try:
+            return ports.bind(host, port)
+        except OSError as exc:
+            attempts += 1
+            if exc.errno != errno.EADDRINUSE or attempts >= BIND_RETRIES:
+                raise StartError(
+                    f"cannot listen on {host}:{port} after stopping the previous instance: "
+                    f"{exc.strerror}",
+                    EXIT_PORT_UNAVAILABLE,
+                ) from None
+        time.sleep(BIND_RETRY_DELAY)

@@ -1,0 +1,66 @@
+"""The gunicorn worker: uvicorn's worker with the draining server and real exit codes.
+
+A worker whose app requested an exit (a critical service failed) exits with that code; for
+code 3 gunicorn's arbiter halts the whole server instead of restarting the worker forever.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+from typing import Any
+
+from uvicorn_worker import UvicornWorker  # type: ignore[import-untyped]
+
+from mainspring.server.logs import LogOptions
+from mainspring.server.multi import MainspringApplication
+from mainspring.server.options import DEFAULT_WATCHDOG_THRESHOLD
+from mainspring.server.single import DrainingServer, exit_code, install_stop_handlers
+
+
+class MainspringWorker(UvicornWorker):  # type: ignore[misc]
+    # The request middleware writes the access line and alone decides whom X-Forwarded-For
+    # is believed from.
+    CONFIG_KWARGS: dict[str, Any] = {
+        **UvicornWorker.CONFIG_KWARGS,
+        "access_log": False,
+        "proxy_headers": False,
+    }
+
+    def init_process(self) -> None:
+        # UvicornWorker.__init__ gave uvicorn's loggers gunicorn's handlers and stopped them
+        # propagating; in this (forked) process, route every logger through ours again.
+        log_options(self.app).apply()
+        super().init_process()
+
+    def run(self) -> None:
+        self.config.app = self.wsgi
+        self.config.timeout_graceful_shutdown = drain_timeout(self.app, self.cfg.graceful_timeout)
+        server = DrainingServer(self.config, watchdog_threshold=watchdog_threshold(self.app))
+        install_stop_handlers(server)
+        # gunicorn asks for a quick stop with SIGQUIT; uvicorn's worker treats it as SIGTERM.
+        signal.signal(signal.SIGQUIT, server.handle_exit)
+        server.run(sockets=self.sockets)
+        sys.exit(exit_code(server))
+
+
+# Under plain `gunicorn -k mainspring.server.worker.MainspringWorker`, the defaults apply.
+
+
+def drain_timeout(application: object, default: int) -> int:
+    """How long in-flight requests may run on; gunicorn's own deadline also covers shutdown."""
+    if isinstance(application, MainspringApplication):
+        return application.drain_timeout
+    return default
+
+
+def watchdog_threshold(application: object) -> float:
+    if isinstance(application, MainspringApplication):
+        return application.run_options.watchdog_threshold
+    return DEFAULT_WATCHDOG_THRESHOLD
+
+
+def log_options(application: object) -> LogOptions:
+    if isinstance(application, MainspringApplication):
+        return application.run_options.logs
+    return LogOptions()

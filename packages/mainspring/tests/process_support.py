@@ -1,0 +1,108 @@
+"""Helpers for tests that run real server processes: free ports, bounded waits, cleanup."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+"""packages/mainspring: the directory from which `tests.sample_apps...` imports."""
+STARTUP_DEADLINE = 60.0
+EXIT_DEADLINE = 30.0
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+class Runner:
+    """Starts `mainspring run` subprocesses and stops, at the end, those still running."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.tmp_path = tmp_path
+        self.env = {**os.environ, "MAINSPRING_PIDFILE_DIR": str(tmp_path / "pids")}
+        self.started: list[tuple[subprocess.Popen[bytes], Path]] = []
+
+    def start(self, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+        """`mainspring run ARGS...` from packages/mainspring, its output kept in a log file."""
+        return self.spawn([sys.executable, "-m", "mainspring.cli", "run", *args], env=env)
+
+    def spawn(
+        self, command: list[str], env: dict[str, str] | None = None
+    ) -> subprocess.Popen[bytes]:
+        log = self.tmp_path / f"run-{len(self.started)}.log"
+        with log.open("wb") as out:
+            process = subprocess.Popen(
+                command,
+                cwd=ROOT,
+                env={**self.env, **(env or {})},
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        self.started.append((process, log))
+        return process
+
+    def output(self, process: subprocess.Popen[bytes]) -> str:
+        log = next(log for started, log in self.started if started is process)
+        return log.read_text(errors="replace")
+
+    def wait_serving(self, process: subprocess.Popen[bytes], port: int) -> int:
+        """Wait until /ping answers; return the pid that answered."""
+        answered: list[int] = []
+
+        def serving() -> bool:
+            if process.poll() is not None:
+                raise AssertionError(f"exited {process.returncode}:\n{self.output(process)}")
+            try:
+                answered.append(httpx.get(f"http://127.0.0.1:{port}/ping").json()["pid"])
+            except httpx.HTTPError:
+                return False
+            return True
+
+        wait_for(serving, STARTUP_DEADLINE, f"port {port} to serve")
+        return answered[-1]
+
+    def wait_exit(self, process: subprocess.Popen[bytes]) -> int:
+        try:
+            return process.wait(timeout=EXIT_DEADLINE)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"still running:\n{self.output(process)}") from None
+
+    def stop_all(self) -> None:
+        for process, _ in self.started:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for process, _ in self.started:
+            try:
+                process.wait(timeout=EXIT_DEADLINE)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=10)
+
+
+@pytest.fixture
+def runner(tmp_path: Path) -> Iterator[Runner]:
+    runner = Runner(tmp_path)
+    try:
+        yield runner
+    finally:
+        runner.stop_all()

@@ -1,0 +1,1 @@
+"""Small apps that the runner and CLI tests serve in real subprocesses."""
