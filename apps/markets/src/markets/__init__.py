@@ -1,0 +1,1 @@
+"""markets: sports prediction markets on mainspring."""
