@@ -1,0 +1,22 @@
+"""Run every benchmark in turn: `uv run python benchmarks/run_all.py` (about 5.5 minutes)."""
+
+from __future__ import annotations
+
+import http_stack
+import loop_overhead
+import markets_import
+import shutdown_latency
+
+
+def main() -> None:
+    shutdown_latency.main([])
+    print()
+    loop_overhead.main([])
+    print()
+    http_stack.main([])
+    print()
+    markets_import.main([])
+
+
+if __name__ == "__main__":
+    main()
