@@ -10,8 +10,10 @@ from __future__ import annotations
 import os
 import signal
 import threading
+from collections.abc import Callable
 
 _draining = threading.Event()
+_on_draining: list[Callable[[], None]] = []
 _exit_code: int | None = None
 
 EXIT_CRITICAL_FAILURE = 3
@@ -19,7 +21,21 @@ EXIT_CRITICAL_FAILURE = 3
 
 
 def begin_draining() -> None:
+    """Called from a signal handler: callbacks must only hand work to their event loop."""
+    first = not _draining.is_set()
     _draining.set()
+    if first:
+        for callback in list(_on_draining):
+            callback()
+
+
+def on_draining(callback: Callable[[], None]) -> Callable[[], None]:
+    """Call `callback` when the process starts draining; returns a function that unhooks it.
+
+    Long-lived streams use this to end at once instead of holding the server's shutdown.
+    """
+    _on_draining.append(callback)
+    return lambda: _on_draining.remove(callback) if callback in _on_draining else None
 
 
 def is_draining() -> bool:

@@ -207,6 +207,9 @@ class Runtime:
             )
         self._resources.append(entry)
         log.info("resource opened", resource=entry.name, state=entry.state)
+        if entry.state != "failed":
+            for service in resource.services():
+                self.supervise(service)
         return resource
 
     # -- services -------------------------------------------------------------------

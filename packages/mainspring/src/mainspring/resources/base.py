@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from mainspring.services.base import Service
 
 
 class Resource(ABC):
@@ -22,6 +27,10 @@ class Resource(ABC):
     @abstractmethod
     async def check(self) -> None:
         """Raise when the resource cannot serve; used by /ready."""
+
+    def services(self) -> Sequence[Service]:
+        """Background work the resource needs (a listener, say); the runtime supervises it."""
+        return ()
 
     def resource_name(self) -> str:
         return self.name or type(self).__name__.lower()

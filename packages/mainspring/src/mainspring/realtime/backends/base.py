@@ -1,0 +1,54 @@
+"""What the hub needs from a backend: ids, history, and delivery to every process."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable, Sequence
+
+from mainspring.realtime.message import Message, MessageId, Resync
+from mainspring.realtime.policy import ChannelPolicy
+from mainspring.services.base import Service
+
+Deliver = Callable[[Message], None]
+"""Hands a published message to this process's local subscribers."""
+Repair = Callable[[str], Awaitable[None]]
+"""Asks the hub to fetch what a channel may have missed (after a backend reconnect)."""
+
+
+class Backend(ABC):
+    def bind(self, deliver: Deliver, repair: Repair) -> None:
+        self.deliver = deliver
+        self.repair = repair
+
+    async def open(self) -> None:  # noqa: B027 - optional hook
+        """Connect. Called once by the hub before any other method."""
+
+    async def close(self) -> None:  # noqa: B027 - optional hook
+        """Disconnect; bounded in time by the runtime."""
+
+    async def check(self) -> None:  # noqa: B027 - optional hook
+        """Raise when the backend cannot publish; used by /ready."""
+
+    def services(self) -> Sequence[Service]:
+        """Background services the runtime supervises for this backend (listeners)."""
+        return ()
+
+    @abstractmethod
+    async def publish(
+        self, channel: str, data: bytes, key: str | None, policy: ChannelPolicy
+    ) -> Message:
+        """Give the message its id, keep it in history, and deliver it in every process."""
+
+    @abstractmethod
+    async def subscribe(self, channel: str) -> None:
+        """Start receiving `channel` here. Once this returns, no later message is missed."""
+
+    @abstractmethod
+    async def unsubscribe(self, channel: str) -> None:
+        """Stop receiving `channel` here; called when its last local subscriber leaves."""
+
+    @abstractmethod
+    async def since(
+        self, channel: str, after: MessageId, policy: ChannelPolicy
+    ) -> list[Message] | Resync:
+        """The messages after `after`, or a Resync when some are no longer kept."""
