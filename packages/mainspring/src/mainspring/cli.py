@@ -98,6 +98,10 @@ def run(
             help="Log the call that blocks the event loop longer than this many seconds (0: off).",
         ),
     ] = DEFAULT_WATCHDOG_THRESHOLD,
+    ws_deflate: Annotated[
+        bool,
+        typer.Option(help="Compress WebSocket messages (costs CPU per client per message)."),
+    ] = False,
 ) -> None:
     """Serve APP; drain on SIGTERM; exit 0, or 2 (bad app), 3 (critical failure),
     4 (already running: use --takeover), 5 (port held by another program)."""
@@ -117,6 +121,7 @@ def run(
         trusted_proxies=tuple(trusted_proxy or ()),
         metrics_port=metrics_port,
         watchdog_threshold=watchdog_threshold,
+        ws_deflate=ws_deflate,
     )
     try:
         code = run_app(options)

@@ -84,6 +84,7 @@ def _run(options: RunOptions, cleanup: ExitStack) -> int:
         lifespan="on",
         reload=options.reload,
         timeout_graceful_shutdown=options.graceful_timeout,
+        ws_per_message_deflate=options.ws_deflate,
         # Our logging is configured already; the request middleware writes the access line
         # and alone decides whom X-Forwarded-For is believed from.
         log_config=None,

@@ -12,9 +12,8 @@ from typing import Any
 
 from uvicorn_worker import UvicornWorker  # type: ignore[import-untyped]
 
-from mainspring.server.logs import LogOptions
 from mainspring.server.multi import MainspringApplication
-from mainspring.server.options import DEFAULT_WATCHDOG_THRESHOLD
+from mainspring.server.options import RunOptions
 from mainspring.server.single import DrainingServer, exit_code, install_stop_handlers
 
 
@@ -30,13 +29,15 @@ class MainspringWorker(UvicornWorker):  # type: ignore[misc]
     def init_process(self) -> None:
         # UvicornWorker.__init__ gave uvicorn's loggers gunicorn's handlers and stopped them
         # propagating; in this (forked) process, route every logger through ours again.
-        log_options(self.app).apply()
+        run_options(self.app).logs.apply()
         super().init_process()
 
     def run(self) -> None:
         self.config.app = self.wsgi
         self.config.timeout_graceful_shutdown = drain_timeout(self.app, self.cfg.graceful_timeout)
-        server = DrainingServer(self.config, watchdog_threshold=watchdog_threshold(self.app))
+        options = run_options(self.app)
+        self.config.ws_per_message_deflate = options.ws_deflate
+        server = DrainingServer(self.config, watchdog_threshold=options.watchdog_threshold)
         install_stop_handlers(server)
         # gunicorn asks for a quick stop with SIGQUIT; uvicorn's worker treats it as SIGTERM.
         signal.signal(signal.SIGQUIT, server.handle_exit)
@@ -54,13 +55,8 @@ def drain_timeout(application: object, default: int) -> int:
     return default
 
 
-def watchdog_threshold(application: object) -> float:
+def run_options(application: object) -> RunOptions:
+    """What `mainspring run` asked for; under plain gunicorn, the defaults."""
     if isinstance(application, MainspringApplication):
-        return application.run_options.watchdog_threshold
-    return DEFAULT_WATCHDOG_THRESHOLD
-
-
-def log_options(application: object) -> LogOptions:
-    if isinstance(application, MainspringApplication):
-        return application.run_options.logs
-    return LogOptions()
+        return application.run_options
+    return RunOptions(app=str(getattr(application, "app_uri", "")))
