@@ -9,10 +9,13 @@ from mainspring.realtime.message import Message, MessageId, Resync
 from mainspring.realtime.policy import ChannelPolicy
 from mainspring.services.base import Service
 
-Deliver = Callable[[Message], None]
-"""Hands a published message to this process's local subscribers."""
-Repair = Callable[[str], Awaitable[None]]
-"""Asks the hub to fetch what a channel may have missed (after a backend reconnect)."""
+Deliver = Callable[[Message], bool]
+"""Hands a published message to this process's local subscribers. True means some queue is
+past half its bounds: the backend should yield (``await asyncio.sleep(0)``) before the next
+delivery, so that writers drain a burst instead of overflowing."""
+Repair = Callable[[str, MessageId | None], Awaitable[None]]
+"""Asks the hub to fetch what a channel may have missed (after a backend reconnect), starting
+from the given id when the hub has delivered nothing on it yet."""
 
 
 class Backend(ABC):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 
 from mainspring.realtime.backends.base import Backend
@@ -26,7 +27,8 @@ class MemoryBackend(Backend):
         if history is None:
             history = self._histories[channel] = History(policy.history)
         history.append(message)
-        self.deliver(message)
+        if self.deliver(message):
+            await asyncio.sleep(0)
         return message
 
     async def subscribe(self, channel: str) -> None:
