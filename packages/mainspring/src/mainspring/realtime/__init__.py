@@ -6,6 +6,8 @@ from mainspring.realtime.hub import Hub, Subscriber
 from mainspring.realtime.message import Message, MessageId, Notice, Resync
 from mainspring.realtime.outbox import Closed, CloseReason
 from mainspring.realtime.policy import ChannelPolicy, Overflow
+from mainspring.realtime.sse import EventStream, channel_stream
+from mainspring.realtime.tail import PathRefused, TailRoot, tail_jsonl
 from mainspring.realtime.websocket import SocketLimits, serve_channels
 
 __all__ = [
@@ -13,14 +15,19 @@ __all__ = [
     "ChannelPolicy",
     "CloseReason",
     "Closed",
+    "EventStream",
     "Hub",
     "MemoryBackend",
     "Message",
     "MessageId",
     "Notice",
     "Overflow",
+    "PathRefused",
     "Resync",
     "SocketLimits",
     "Subscriber",
+    "TailRoot",
+    "channel_stream",
     "serve_channels",
+    "tail_jsonl",
 ]

@@ -42,6 +42,18 @@ class RealtimeMetrics:
             multiprocess_mode="livesum",
             registry=registry,
         )
+        self.tail_readers = Gauge(
+            "mainspring_realtime_tail_readers",
+            "Files tailed by this process: one reader each, however many follow it.",
+            multiprocess_mode="livesum",
+            registry=registry,
+        )
+        self.tail_followers = Gauge(
+            "mainspring_realtime_tail_followers",
+            "Streams following tailed files in this process.",
+            multiprocess_mode="livesum",
+            registry=registry,
+        )
 
 
 _metrics: RealtimeMetrics | None = None

@@ -1,0 +1,371 @@
+"""Follow JSON-lines files under one root directory, over SSE.
+
+One reader per file, however many follow it: it polls the file (a stat, then a read of
+what was appended, in a worker thread) and hands each new line, encoded once, to every
+follower's bounded outbox. A follower that starts behind (a new client reads from the
+start, a reconnecting one from its Last-Event-ID) first pages through the file itself,
+at the pace its client reads, then joins the live lines.
+
+A line's id is ``<inode>:<offset>``: the file, and the byte offset just past the line,
+where a reconnecting client resumes exactly (a bare offset is accepted too). A replaced
+file (new inode) or a truncated one starts again from 0 after a ``resync`` event. Once
+``until()`` says the writer is done, and every line written is delivered, the stream
+ends with an ``end`` event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import inspect
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path, PurePosixPath
+from typing import Protocol, TypeVar
+
+import anyio.to_thread
+import structlog
+from fastapi import HTTPException
+from starlette.requests import Request
+
+from mainspring import lifecycle
+from mainspring.clock import Clock, SystemClock
+from mainspring.realtime.lines import Batch, Gone, Misaligned, TailFile, read_range
+from mainspring.realtime.message import Item, Message, MessageId, Notice, Resync
+from mainspring.realtime.metrics import RealtimeMetrics, realtime_metrics
+from mainspring.realtime.outbox import CloseReason, Outbox
+from mainspring.realtime.policy import ChannelPolicy
+from mainspring.realtime.sse import SYSTEM_CLOCK, EventStream, resume_from
+from mainspring.resources.base import Resource
+
+log = structlog.get_logger("mainspring.realtime")
+
+T = TypeVar("T")
+
+Until = Callable[[], bool | Awaitable[bool]]
+"""True once the file's writer has finished for good."""
+
+
+class Offload(Protocol):
+    """Runs blocking file work away from the event loop (tests may run it inline)."""
+
+    def __call__(self, work: Callable[[], T]) -> Awaitable[T]: ...
+
+
+async def in_thread(work: Callable[[], T]) -> T:
+    return await anyio.to_thread.run_sync(work)
+
+
+class PathRefused(ValueError):
+    """A name the tail root will not serve; `status` is the HTTP status to answer with."""
+
+    def __init__(self, status: int, detail: str) -> None:
+        super().__init__(detail)
+        self.status = status
+
+
+class TailRoot(Resource):
+    """The directory whose files may be tailed; open it with the runtime:
+    ``tails = await rt.open(TailRoot(settings.logs_dir))``."""
+
+    name = "tails"
+
+    def __init__(
+        self,
+        root: str | Path,
+        *,
+        poll_interval: float = 0.25,
+        wait_timeout: float = 60.0,
+        policy: ChannelPolicy | None = None,
+        clock: Clock | None = None,
+        offload: Offload = in_thread,
+        metrics: RealtimeMetrics | None = None,
+    ) -> None:
+        self.base = Path(root).resolve()
+        self.poll_interval = poll_interval
+        self.wait_timeout = wait_timeout
+        """How long a file that does not exist yet is waited for."""
+        self.policy = policy or ChannelPolicy()
+        self.clock = clock or SystemClock()
+        self.offload = offload
+        self.metrics = metrics or realtime_metrics()
+        self._readers: dict[Path, _Reader] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._unhook_drain: Callable[[], None] | None = None
+
+    async def open(self) -> None:
+        await self.check()
+        loop = asyncio.get_running_loop()
+
+        def drain() -> None:
+            loop.call_soon_threadsafe(self._end_all, CloseReason.SHUTDOWN)
+
+        self._unhook_drain = lifecycle.on_draining(drain)
+
+    async def close(self) -> None:
+        if self._unhook_drain is not None:
+            self._unhook_drain()
+        self._end_all(CloseReason.SHUTDOWN)
+        for reader in list(self._readers.values()):
+            reader.stop()
+        # Not cancelled: a cancelled worker-thread call would go on using the reader's file.
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def check(self) -> None:
+        if not await self.offload(self.base.is_dir):
+            raise NotADirectoryError(f"the tail root {self.base} is not a directory")
+
+    def _end_all(self, reason: CloseReason) -> None:
+        for reader in list(self._readers.values()):
+            for follower in list(reader.followers):
+                follower.close(reason)
+
+    def resolve(self, relative: str) -> Path:
+        """The file `relative` names under the root; PathRefused (400, 403) otherwise.
+
+        Resolving follows symlinks (a few lstat calls, cheap enough for the event loop), so a
+        link that leads out of the root is refused; and the reader opens the resolved path
+        with O_NOFOLLOW, so a link planted at that name later is not followed either.
+        """
+        parts = PurePosixPath(relative)
+        if not relative or "\x00" in relative:
+            raise PathRefused(400, "name a file under the tail root")
+        if parts.is_absolute() or relative.startswith("\\"):
+            raise PathRefused(400, f"the path must be relative to the tail root: {relative!r}")
+        if ".." in parts.parts:
+            raise PathRefused(400, f"'..' is not allowed under the tail root: {relative!r}")
+        path = (self.base / parts).resolve()
+        if not path.is_relative_to(self.base):
+            raise PathRefused(403, f"{relative!r} leads out of the tail root")
+        if path == self.base:
+            raise PathRefused(400, "name a file under the tail root")
+        return path
+
+    @asynccontextmanager
+    async def follow(
+        self, path: Path, resume: MessageId | None, until: Until
+    ) -> AsyncIterator[Outbox]:
+        """Follow the file at `path` (from :meth:`resolve`): from the start, or after
+        `resume`; the outbox ends after the last line once `until()` is true."""
+        reader = self._readers.get(path)
+        if reader is None:
+            reader = self._readers[path] = _Reader(self, path)
+            task = asyncio.get_running_loop().create_task(reader.run(), name=f"tail {path}")
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        follower = _Follower(reader, resume, until)
+        reader.add(follower)
+        self.metrics.tail_followers.inc()
+        try:
+            yield follower
+        finally:
+            self.metrics.tail_followers.dec()
+            follower.close(CloseReason.CLIENT_GONE)
+            reader.remove(follower)
+
+    def _forget(self, reader: _Reader) -> None:
+        if self._readers.get(reader.path) is reader:
+            del self._readers[reader.path]
+
+
+class _Follower(Outbox):
+    """One stream's outbox; while behind the reader it pages through the file itself."""
+
+    def __init__(self, reader: _Reader, resume: MessageId | None, until: Until) -> None:
+        super().__init__()
+        self.reader = reader
+        self.resume = resume
+        self.until = until
+        self.after = 0
+        """The end of the last line this follower was given."""
+        self.behind = False
+
+    async def get(self) -> list[Item]:
+        while True:
+            if self.behind and not len(self) and self.closed in (None, CloseReason.DONE):
+                items = await self.reader.page(self)
+                if items:
+                    return items
+            elif len(self) or self.closed is not None:
+                return await super().get()
+            else:
+                await self._wait()
+
+    def place(self, after: int, resync: Resync | None) -> None:
+        if resync is not None:
+            self.put_control(resync)
+        self.after = after
+        self.behind = after < self.reader.position
+        self._wake()
+
+
+class _Reader:
+    """The one reader of one file, for as long as anyone follows it."""
+
+    def __init__(self, root: TailRoot, path: Path) -> None:
+        self.root = root
+        self.path = path
+        self.name = path.relative_to(root.base).as_posix()
+        self.file = TailFile(path)
+        self.followers: dict[_Follower, None] = {}
+        self.epoch: str | None = None
+        self.position = 0
+        self.generation = 0
+        """Counts restarts: a page read across one is stale."""
+        self.stopped = asyncio.Event()
+
+    def add(self, follower: _Follower) -> None:
+        self.followers[follower] = None
+        if self.epoch is not None:
+            self._place(follower, reset=False)
+
+    def remove(self, follower: _Follower) -> None:
+        self.followers.pop(follower, None)
+        if not self.followers:
+            self.stop()
+
+    def stop(self) -> None:
+        self.stopped.set()
+        self.root._forget(self)
+
+    async def run(self) -> None:
+        root, clock = self.root, self.root.clock
+        root.metrics.tail_readers.inc()
+        waiting_since = clock.monotonic()
+        try:
+            while not self.stopped.is_set():
+                done = await self._until()  # before reading: what was written by then is read
+                batch = await self._read(done)
+                if batch is None:
+                    return
+                if not batch.missing:
+                    waiting_since = clock.monotonic()
+                elif not done and clock.monotonic() - waiting_since > root.wait_timeout:
+                    detail = f"{self.name} did not appear within {root.wait_timeout:g}s"
+                    self._finish(Notice.of(type="error", error="not_found", detail=detail))
+                    return
+                if done:
+                    self._finish()
+                    return
+                await clock.sleep_until(clock.monotonic() + root.poll_interval, self.stopped)
+        except Exception as error:
+            log.warning("tailed file unreadable", path=self.name, error=str(error))
+            detail = f"{self.name} cannot be read"
+            self._finish(Notice.of(type="error", error="unreadable", detail=detail))
+        finally:
+            self.file.close()  # no worker call is running: readers are stopped, not cancelled
+            root.metrics.tail_readers.dec()
+
+    async def _read(self, final: bool) -> Batch | None:
+        """Read until caught up with the file; None once stopped."""
+        while True:
+            batch = await self.root.offload(functools.partial(self.file.read, final))
+            if self.stopped.is_set():
+                return None
+            self._apply(batch)
+            if not batch.more:
+                return batch
+
+    def _apply(self, batch: Batch) -> None:
+        if batch.skipped:
+            log.warning("line too long to stream, skipped", path=self.name)
+        if batch.lines:
+            assert self.epoch is not None
+            messages = [
+                Message(self.name, MessageId(self.epoch, end), data) for end, data in batch.lines
+            ]
+            policy = self.root.policy
+            for follower in self.followers:
+                if not follower.behind:
+                    for message in messages:
+                        if message.id.offset > follower.after:
+                            follower.put(message, policy)
+                            follower.after = message.id.offset
+        self.position = batch.position
+        if batch.restart:
+            reset = self.epoch is not None
+            self.epoch = f"{self.file.ino:x}"
+            self.generation += 1
+            for follower in self.followers:
+                self._place(follower, reset=reset)
+
+    def _place(self, follower: _Follower, *, reset: bool) -> None:
+        """Where a follower starts in the file now open: after its resume id when that
+        names this file, else from the start (with a resync when it had seen another)."""
+        assert self.epoch is not None
+        resume, follower.resume = follower.resume, None
+        if not reset and (resume is None or resume.epoch in ("", self.epoch)):
+            follower.place(resume.offset if resume else 0, None)
+        else:
+            follower.place(0, Resync(self.name, MessageId(self.epoch, 0)))
+
+    async def page(self, follower: _Follower) -> list[Item]:
+        """The next lines for a follower that is behind, read by its own writer's task."""
+        generation, epoch, ino = self.generation, self.epoch, self.file.ino
+        assert epoch is not None
+        work = functools.partial(read_range, self.path, ino, follower.after, self.position)
+        try:
+            lines, after = await self.root.offload(work)
+        except Gone:  # the reader is about to notice and restart everyone
+            lines, after = [], None
+        except Misaligned:
+            if generation == self.generation:
+                follower.place(0, Resync(self.name, MessageId(epoch, 0)))
+            return []
+        if generation != self.generation:
+            return []
+        if after is None:
+            follower.behind = False
+            return []
+        follower.after = after
+        follower.behind = after < self.position
+        return [Message(self.name, MessageId(epoch, end), data) for end, data in lines]
+
+    async def _until(self) -> bool:
+        # Followers of one file describe the same writer: asking one of them is enough.
+        follower = next(iter(self.followers), None)
+        if follower is None:
+            return False
+        try:
+            result = follower.until()
+            return bool(await result if inspect.isawaitable(result) else result)
+        except Exception as error:
+            log.warning("tail end condition failed", path=self.name, error=str(error))
+            return False
+
+    def _finish(self, notice: Notice | None = None) -> None:
+        self.root._forget(self)
+        for follower in self.followers:
+            if notice is not None:
+                follower.put_control(notice)
+            follower.close(CloseReason.DONE)
+
+
+def parse_resume(text: str) -> MessageId:
+    """``inode:offset`` as sent, or a bare byte offset (any file)."""
+    if text.isdigit() and len(text) <= 20:
+        return MessageId("", int(text))
+    return MessageId.parse(text)
+
+
+def tail_jsonl(
+    request: Request,
+    root: TailRoot,
+    name: str,
+    *,
+    until: Until,
+    keepalive: float = 15.0,
+    retry_ms: int = 3000,
+    clock: Clock = SYSTEM_CLOCK,
+) -> EventStream:
+    """Stream the JSON-lines file `name` under `root` (4xx for a path that leaves it), from
+    the start or the client's Last-Event-ID, waiting for the file if it does not exist yet
+    (keepalives meanwhile), until `until()` is true and every line is delivered."""
+    try:
+        path = root.resolve(name)
+    except PathRefused as refused:
+        raise HTTPException(refused.status, str(refused)) from None
+    resume = resume_from(request, parse_resume)
+
+    subscription = root.follow(path, resume, until)
+    return EventStream(subscription, keepalive=keepalive, retry_ms=retry_ms, clock=clock)
