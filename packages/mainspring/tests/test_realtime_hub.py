@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import AsyncIterator
 
@@ -237,3 +238,36 @@ async def test_policies_match_patterns_in_order_and_fall_back_to_the_default() -
     assert hub.policy("elsewhere").history == 7
     with pytest.raises(ValueError, match="max_lag"):
         ChannelPolicy(max_lag=0)
+
+
+async def test_a_replay_longer_than_the_queue_bound_is_a_resync(hub: Hub) -> None:
+    # feed keeps 10 messages but queues at most 5 per subscriber: replaying 8 would
+    # disconnect the client at once, and it would reconnect into the same gap.
+    first = await hub.publish("feed", 0)
+    sent = [await hub.publish("feed", n) for n in range(1, 9)]
+    async with hub.connect() as subscriber:
+        await subscriber.subscribe("feed", first.id)
+        assert await drain(subscriber) == [Resync("feed", sent[-1].id)]
+        assert subscriber.outbox.closed is None
+
+
+async def test_a_burst_past_the_bound_reaches_a_subscriber_whose_writer_keeps_up(
+    hub: Hub,
+) -> None:
+    received: list[object] = []
+    async with hub.connect() as subscriber:
+        await subscriber.subscribe("feed")
+
+        async def writer() -> None:
+            with contextlib.suppress(Closed):
+                while True:
+                    received.extend(payloads(await subscriber.outbox.get()))
+
+        async with asyncio.TaskGroup() as group:
+            group.create_task(writer())
+            await asyncio.sleep(0)
+            for n in range(50):  # ten times feed's max_lag, without the publisher sleeping
+                await hub.publish("feed", n)
+            await asyncio.sleep(0)
+            subscriber.outbox.close(CloseReason.CLIENT_GONE)
+    assert received == list(range(50))

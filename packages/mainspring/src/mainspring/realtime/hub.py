@@ -19,7 +19,7 @@ import structlog
 from mainspring import lifecycle
 from mainspring.realtime.backends.base import Backend
 from mainspring.realtime.backends.memory import MemoryBackend
-from mainspring.realtime.message import Message, MessageId, Resync
+from mainspring.realtime.message import Message, MessageId, Notice, Resync
 from mainspring.realtime.metrics import RealtimeMetrics, family, realtime_metrics
 from mainspring.realtime.outbox import CloseReason, Outbox
 from mainspring.realtime.policy import ChannelPolicy, Policies
@@ -37,6 +37,14 @@ def check_channel(channel: str) -> str:
             f"channel name must be 1-128 characters of [A-Za-z0-9._:-], got {channel[:40]!r}"
         )
     return channel
+
+
+def replayable(missed: list[Message] | Resync, policy: ChannelPolicy) -> list[Message] | Resync:
+    """A resync instead of a replay that the subscriber's queue could not hold: replaying
+    it would overflow at once, and a `disconnect` client would reconnect into a loop."""
+    if isinstance(missed, Resync) or policy.admits(missed):
+        return missed
+    return Resync(missed[0].channel, missed[-1].id)
 
 
 class Hub(Resource):
@@ -111,25 +119,29 @@ class Hub(Resource):
         self.metrics.published.labels(family(channel)).inc()
         return message
 
-    def _deliver(self, message: Message) -> None:
+    def _deliver(self, message: Message) -> bool:
+        """Queue `message` for the local subscribers; True if the caller should yield."""
         channel = message.channel
         seen = self._last_seen.get(channel)
         if seen is not None and seen.epoch == message.id.epoch and message.id <= seen:
-            return
+            return False
         self._last_seen[channel] = message.id
         subscribers = self._local.get(channel)
+        pressed = False
         if subscribers:
             policy = self.policy(channel)
             for subscriber in subscribers:
-                subscriber.outbox.put(message, policy)
+                pressed |= subscriber.outbox.put(message, policy)
+        return pressed
 
-    async def repair(self, channel: str) -> None:
-        """Deliver what `channel` missed here, e.g. while the backend was unreachable."""
-        seen = self._last_seen.get(channel)
+    async def repair(self, channel: str, after: MessageId | None = None) -> None:
+        """Deliver what `channel` missed here, e.g. while the backend was unreachable;
+        `after` is where to start when nothing was delivered on it here yet."""
+        seen = self._last_seen.get(channel, after)
         if seen is None:
             return
         policy = self.policy(channel)
-        missed = await self.backend.since(channel, seen, policy)
+        missed = replayable(await self.backend.since(channel, seen, policy), policy)
         if isinstance(missed, Resync):
             log.warning("channel gap older than history", channel=channel, last_seen=str(seen))
             self.metrics.resyncs.labels(family(channel)).inc()
@@ -195,8 +207,14 @@ class Subscriber:
         for channel in list(self.channels):
             await self.unsubscribe(channel)
 
-    async def subscribe(self, channel: str, last_id: MessageId | None = None) -> None:
-        """Receive `channel` from now on; with `last_id`, first what came after it."""
+    async def subscribe(
+        self, channel: str, last_id: MessageId | None = None, *, ack: Notice | None = None
+    ) -> None:
+        """Receive `channel` from now on; with `last_id`, first what came after it.
+
+        `ack` is queued once the subscription is live, ahead of every message of the
+        channel: a client that sees it knows nothing published later can be missed.
+        """
         hub = self.hub
         check_channel(channel)
         if channel in self.channels:
@@ -204,21 +222,21 @@ class Subscriber:
         # Registered before any await: nothing published from here on can be missed.
         self.channels.add(channel)
         hub._local.setdefault(channel, set()).add(self)
-        if last_id is not None:
-            self.outbox.hold(channel)
+        self.outbox.hold(channel)
         try:
             await hub._ensure_backend(channel)
+            policy = hub.policy(channel)
+            missed: list[Message] | Resync = []
             if last_id is not None:
-                policy = hub.policy(channel)
-                missed = await hub.backend.since(channel, last_id, policy)
+                missed = replayable(await hub.backend.since(channel, last_id, policy), policy)
                 if isinstance(missed, Resync):
                     hub.metrics.resyncs.labels(family(channel)).inc()
-                    self.outbox.release(channel, [missed], policy)
-                else:
-                    self.outbox.release(channel, list(missed), policy)
         except BaseException:
             self._forget(channel)
             raise
+        if ack is not None:
+            self.outbox.put_control(ack)
+        self.outbox.release(channel, [missed] if isinstance(missed, Resync) else missed, policy)
 
     async def unsubscribe(self, channel: str) -> None:
         if channel in self.channels:

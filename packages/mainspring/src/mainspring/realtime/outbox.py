@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from enum import StrEnum
 
 from mainspring.realtime.message import Item, Message, MessageId, Resync
@@ -20,6 +20,8 @@ class CloseReason(StrEnum):
     SHUTDOWN = "server shutting down"
     CLIENT_GONE = "client gone"
     PROTOCOL = "protocol violation"
+    DONE = "stream complete"
+    """The producer finished: what is queued is still delivered, then the stream ends."""
 
 
 class Closed(Exception):
@@ -64,25 +66,29 @@ class Outbox:
 
     # -- producer side -------------------------------------------------------------
 
-    def put(self, message: Message, policy: ChannelPolicy) -> None:
+    def put(self, message: Message, policy: ChannelPolicy) -> bool:
+        """Queue `message`; True when the queue is past half its bounds, so that a publisher
+        in a burst yields and lets the writers catch up before anyone overflows."""
         if self.closed is not None:
-            return
+            return False
         held = self._held.get(message.channel)
         if held is not None:
             held.append(message)
-            return
+            return False
         if policy.overflow is Overflow.LATEST_ONLY and message.key is not None:
             slot = self._latest.get((message.channel, message.key))
             if slot is not None:
                 self.queued_bytes += message.size - slot.item.size
                 slot.item = message
-                self._bound(message.channel, policy)
-                return
-            slot = self._append(message)
-            self._latest[(message.channel, message.key)] = slot
+            else:
+                slot = self._append(message)
+                self._latest[(message.channel, message.key)] = slot
         else:
             self._append(message)
         self._bound(message.channel, policy)
+        return len(self._slots) * 2 > policy.max_lag or (
+            self.queued_bytes * 2 > policy.max_queued_bytes
+        )
 
     def put_control(self, item: Item) -> None:
         """Resyncs and notices bypass the bounds: they are few, and small."""
@@ -93,7 +99,7 @@ class Outbox:
         """Keep live messages of `channel` aside while its missed messages are fetched."""
         self._held.setdefault(channel, [])
 
-    def release(self, channel: str, replay: list[Item], policy: ChannelPolicy) -> None:
+    def release(self, channel: str, replay: Sequence[Item], policy: ChannelPolicy) -> None:
         """Queue `replay`, then the held live messages not already in it, in order."""
         held = self._held.pop(channel, [])
         last = max((i for i in map(_last_id, replay) if i is not None), default=None)
@@ -155,16 +161,21 @@ class Outbox:
 
     # -- writer side ---------------------------------------------------------------
 
+    async def _wait(self) -> None:
+        """Until something is queued, the outbox closes, or `_wake` is called."""
+        self._waiter = asyncio.get_running_loop().create_future()
+        try:
+            await self._waiter
+        finally:
+            self._waiter = None
+
     async def get(self) -> list[Item]:
         """Everything queued, oldest first; waits when empty. Raises Closed once closed."""
-        # A close is final even with messages queued: the client resumes from history.
+        # A close is final even with messages queued (the client resumes from history),
+        # except DONE, which ends the stream after what is queued.
         while self.closed is None and not self._slots:
-            self._waiter = asyncio.get_running_loop().create_future()
-            try:
-                await self._waiter
-            finally:
-                self._waiter = None
-        if self.closed is not None:
+            await self._wait()
+        if self.closed is not None and (self.closed is not CloseReason.DONE or not self._slots):
             raise Closed(self.closed)
         items = []
         while self._slots:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
+
+from mainspring.realtime.message import Message
 
 
 class Overflow(StrEnum):
@@ -26,6 +28,12 @@ class ChannelPolicy:
     """Bound on the number of messages queued for one subscriber."""
     history: int = 1000
     """How many recent messages the channel keeps for resume."""
+
+    def admits(self, messages: Sequence[Message]) -> bool:
+        """Whether a replay of `messages` fits in one subscriber's queue."""
+        return len(messages) <= self.max_lag and (
+            sum(m.size for m in messages) <= self.max_queued_bytes
+        )
 
     def __post_init__(self) -> None:
         for name in ("max_queued_bytes", "max_lag", "history"):

@@ -169,15 +169,15 @@ class _Session:
         text = message.get("text")
         if text is None:
             raise _Violation(UNSUPPORTED_DATA, "send JSON text frames")
-        if len(text) > self.limits.max_message_bytes:
-            raise _Violation(
-                MESSAGE_TOO_BIG, f"messages are limited to {self.limits.max_message_bytes} bytes"
-            )
+        limit = self.limits.max_message_bytes
+        # Bytes, not characters; counting characters first spares encoding a huge message.
+        if len(text) > limit or len(text.encode()) > limit:
+            raise _Violation(MESSAGE_TOO_BIG, f"messages are limited to {limit} bytes")
         if not self._take_token():
             raise _Violation(POLICY_VIOLATION, "too many messages")
         try:
             request = json.loads(text)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested too deep
             raise _Violation(POLICY_VIOLATION, "messages must be JSON objects") from None
         kind = request.get("type") if isinstance(request, dict) else None
         if kind == "ping":
@@ -212,8 +212,12 @@ class _Session:
             limit = self.limits.max_channels
             self._refuse("too_many_channels", channel, f"at most {limit} channels")
         else:
-            self.outbox.put_control(Notice.of(type="subscribed", channel=channel))
-            await self.subscriber.subscribe(channel, last_id)
+            ack = Notice.of(type="subscribed", channel=channel)
+            try:
+                await self.subscriber.subscribe(channel, last_id, ack=ack)
+            except Exception as error:  # the backend is unreachable: the client may retry
+                log.warning("subscribe failed", channel=channel, error=repr(error))
+                self._refuse("unavailable", channel, "cannot subscribe now; try again")
 
     def _refuse(self, error: str, channel: str | None, detail: str) -> None:
         self.outbox.put_control(

@@ -18,6 +18,7 @@ from mainspring.server.multi import serve_workers
 from mainspring.server.options import TRUSTED_PROXIES_ENV, RunOptions
 from mainspring.server.pidfile import Pidfile, pidfile_path
 from mainspring.server.single import serve, serve_with_reload
+from mainspring.server.websocket_protocol import WebSocketProtocol
 from mainspring.settings import ConfigError, MainspringSettings, load_settings
 
 __all__ = ["RunOptions", "run"]
@@ -85,6 +86,7 @@ def _run(options: RunOptions, cleanup: ExitStack) -> int:
         reload=options.reload,
         timeout_graceful_shutdown=options.graceful_timeout,
         ws_per_message_deflate=options.ws_deflate,
+        ws=WebSocketProtocol,
         # Our logging is configured already; the request middleware writes the access line
         # and alone decides whom X-Forwarded-For is believed from.
         log_config=None,

@@ -24,6 +24,7 @@ class MainspringWorker(UvicornWorker):  # type: ignore[misc]
         **UvicornWorker.CONFIG_KWARGS,
         "access_log": False,
         "proxy_headers": False,
+        "ws": "mainspring.server.websocket_protocol:WebSocketProtocol",
     }
 
     def init_process(self) -> None:
