@@ -29,7 +29,7 @@ from mainspring.resources.base import Resource
 from mainspring.services.base import Service
 from mainspring.services.policy import RestartMode, RestartPolicy
 from mainspring.services.state import ServiceStatus
-from mainspring.services.supervisor import ServiceSpec, Supervisor
+from mainspring.services.supervisor import ServiceSpec, StatusListener, Supervisor
 from mainspring.services.tasks import TaskSet
 from mainspring.settings import MainspringSettings, load_settings
 from mainspring.status import process_status, readiness
@@ -267,6 +267,12 @@ class Runtime:
             kind=_service_kind(service),
         )
         return self.supervisor.start(spec)
+
+    def on_service_change(self, listener: StatusListener) -> Callable[[], None]:
+        """Call `listener(status)` whenever a service's state or reason changes (a service
+        supervised later included); returns a function that removes it. The call is
+        synchronous, on the event loop: copy what you need and hand any I/O to a queue."""
+        return self.supervisor.on_change(listener)
 
     def _leases(self) -> LeaseBackend:
         if self._lease_backend is None:

@@ -29,6 +29,9 @@ log = structlog.get_logger("mainspring.supervisor")
 LEASE_CALL_TIMEOUT = 5.0
 """No lease backend call may hold a supervisor longer than this, in seconds."""
 
+StatusListener = Callable[[ServiceStatus], None]
+"""Told of a service's status each time its state or reason changes (see `on_change`)."""
+
 
 @dataclass
 class ServiceSpec:
@@ -59,6 +62,8 @@ class _Supervision:
         self.instance_stop: asyncio.Event | None = None
         self.first_start_done = False
         self.lease_lost = False
+        self.told: tuple[ServiceState, str | None] | None = None
+        """The state and reason listeners were last told of."""
 
     def request_stop(self) -> None:
         self.stopping.set()
@@ -86,6 +91,18 @@ class Supervisor:
         self._rng = rng
         self._metrics = metrics
         self._services: dict[str, _Supervision] = {}
+        self._listeners: list[StatusListener] = []
+
+    def on_change(self, listener: StatusListener) -> Callable[[], None]:
+        """Call `listener` with a service's status whenever its state or reason changes,
+        from then on; returns a function that removes it.
+
+        It is called synchronously, on the event loop, with the live status object: read
+        what it needs at once and never block (hand the rest to a queue). What it raises
+        is logged, never propagated to the service.
+        """
+        self._listeners.append(listener)
+        return lambda: self._listeners.remove(listener)
 
     # -- registration ---------------------------------------------------------------
 
@@ -108,6 +125,7 @@ class Supervisor:
         record.finished.set()
         self._services[name] = record
         log.info("service disabled", service=name, reason=reason)
+        self._tell(record)
         return status
 
     def start(self, spec: ServiceSpec) -> ServiceStatus:
@@ -116,10 +134,10 @@ class Supervisor:
         record = _Supervision(spec, status)
         delayed = spec.start_delay > 0
         first = ServiceState.STANDBY if spec.singleton else ServiceState.STARTING
-        self._set_state(record, ServiceState.STOPPED if delayed else first)
         if delayed:
             status.reason = f"starts after a delay of {spec.start_delay:g}s"
         self._services[spec.name] = record
+        self._set_state(record, ServiceState.STOPPED if delayed else first)
         self._tasks.spawn(self._supervise(record), name=f"supervise:{spec.name}")
         return status
 
@@ -163,8 +181,10 @@ class Supervisor:
         logger = log.bind(service=spec.name)
         attempt = 0
         try:
-            if spec.start_delay > 0 and await sleep(self._clock, spec.start_delay, record.stopping):
-                return
+            if spec.start_delay > 0:
+                if await sleep(self._clock, spec.start_delay, record.stopping):
+                    return
+                status.reason = None  # no longer waiting for the delay
             while not record.stopping.is_set():
                 lease: tuple[Lease, float] | None = None
                 if spec.singleton:
@@ -197,8 +217,8 @@ class Supervisor:
                         self._fail(record, "crashed and its restart policy is 'never'")
                         return
                 elif spec.policy.mode != "always":
-                    self._set_state(record, ServiceState.STOPPED)
                     status.reason = "run() returned"
+                    self._set_state(record, ServiceState.STOPPED)
                     logger.info("service finished")
                     return
                 attempt += 1
@@ -230,8 +250,8 @@ class Supervisor:
         record.instance_stop = ctx.stop
         if record.stopping.is_set():
             ctx.stop.set()
-        self._set_state(record, ServiceState.STARTING)
         status.reason = None
+        self._set_state(record, ServiceState.STARTING)
         instance: Service | None = None
         try:
             instance = spec.factory()
@@ -303,6 +323,7 @@ class Supervisor:
                     return lease, sent
                 status.lease_holder = holder
                 status.reason = f"standby: lease held by {holder or 'another process'}"
+            self._tell(record)
             retry = backend.retry_interval if not backend_down else LEASE_CALL_TIMEOUT
             if await sleep(self._clock, retry, record.stopping):
                 return None
@@ -397,12 +418,25 @@ class Supervisor:
         record.status.fencing_token = None
 
     def _set_state(self, record: _Supervision, state: ServiceState) -> None:
+        """Set the state (its reason, if any, first: listeners get both at once)."""
         record.status.state = state
         self._metrics.service_state(record.spec.name, state.value)
+        self._tell(record)
+
+    def _tell(self, record: _Supervision) -> None:
+        status = record.status
+        if record.told == (status.state, status.reason):
+            return
+        record.told = (status.state, status.reason)
+        for listener in list(self._listeners):
+            try:
+                listener(status)
+            except Exception:
+                log.exception("service status listener failed", service=status.name)
 
     def _fail(self, record: _Supervision, reason: str) -> None:
-        self._set_state(record, ServiceState.FAILED)
         record.status.reason = reason
+        self._set_state(record, ServiceState.FAILED)
         log.error(
             "service failed", service=record.spec.name, reason=reason, critical=record.spec.critical
         )
