@@ -24,6 +24,7 @@ from mainspring.realtime import (
     Subscriber,
 )
 from mainspring.realtime.metrics import RealtimeMetrics
+from mainspring.realtime.turns import WRITERS_PER_TURN
 
 POLICIES = {
     "feed": ChannelPolicy(max_lag=5, history=10),
@@ -258,16 +259,61 @@ async def test_a_burst_past_the_bound_reaches_a_subscriber_whose_writer_keeps_up
     async with hub.connect() as subscriber:
         await subscriber.subscribe("feed")
 
+        all_in = asyncio.Event()
+
         async def writer() -> None:
             with contextlib.suppress(Closed):
                 while True:
                     received.extend(payloads(await subscriber.outbox.get()))
+                    if len(received) >= 50:
+                        all_in.set()
 
         async with asyncio.TaskGroup() as group:
             group.create_task(writer())
             await asyncio.sleep(0)
             for n in range(50):  # ten times feed's max_lag, without the publisher sleeping
                 await hub.publish("feed", n)
-            await asyncio.sleep(0)
+            await asyncio.wait_for(all_in.wait(), 1)
             subscriber.outbox.close(CloseReason.CLIENT_GONE)
     assert received == list(range(50))
+    assert subscriber.outbox.closed is CloseReason.CLIENT_GONE, "never disconnected as slow"
+
+
+async def test_writers_take_turns_so_one_publish_never_runs_every_writer_at_once(
+    hub: Hub,
+) -> None:
+    """With 300 subscribers, their writers run at most WRITERS_PER_TURN per loop iteration."""
+    turns_seen: list[int] = []
+    iteration = 0
+    all_in = asyncio.Event()
+
+    async def count_iterations() -> None:
+        nonlocal iteration
+        while True:
+            iteration += 1
+            await asyncio.sleep(0)
+
+    async def writer(subscriber: Subscriber) -> None:
+        with contextlib.suppress(Closed):
+            while True:
+                await subscriber.outbox.get()
+                turns_seen.append(iteration)
+                if len(turns_seen) == 300:
+                    all_in.set()
+
+    async with contextlib.AsyncExitStack() as stack:
+        subscribers = [await stack.enter_async_context(hub.connect()) for _ in range(300)]
+        for subscriber in subscribers:
+            await subscriber.subscribe("drop")
+        async with asyncio.TaskGroup() as group:
+            ticker = group.create_task(count_iterations())
+            writers = [group.create_task(writer(s)) for s in subscribers]
+            await asyncio.sleep(0)
+            await hub.publish("drop", "hello")
+            await asyncio.wait_for(all_in.wait(), 1)
+            ticker.cancel()
+            for task in writers:
+                task.cancel()
+    per_iteration = [turns_seen.count(n) for n in set(turns_seen)]
+    assert max(per_iteration) <= WRITERS_PER_TURN
+    assert len(per_iteration) >= 300 // WRITERS_PER_TURN

@@ -23,12 +23,17 @@ from mainspring.realtime.message import Message, MessageId, Notice, Resync
 from mainspring.realtime.metrics import RealtimeMetrics, family, realtime_metrics
 from mainspring.realtime.outbox import CloseReason, Outbox
 from mainspring.realtime.policy import ChannelPolicy, Policies
+from mainspring.realtime.turns import Turns
 from mainspring.resources.base import Resource
 from mainspring.services.base import Service
 
 log = structlog.get_logger("mainspring.realtime")
 
 CHANNEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
+
+
+PUTS_PER_PAUSE = 2000
+"""Deliveries after which a publisher pauses for the writers: about a millisecond of work."""
 
 
 def check_channel(channel: str) -> str:
@@ -63,13 +68,15 @@ class Hub(Resource):
         self.backend = backend or MemoryBackend()
         self.policy = Policies(policies, default_policy)
         self.metrics = metrics or realtime_metrics()
+        self.turns = Turns()
+        self._puts = 0
         self._local: dict[str, set[Subscriber]] = {}
         self._last_seen: dict[str, MessageId] = {}
         self._backend_channels: set[str] = set()
         self._locks: dict[str, asyncio.Lock] = {}
         self._subscribers: set[Subscriber] = set()
         self._unhook_drain: Callable[[], None] | None = None
-        self.backend.bind(self._deliver, self.repair)
+        self.backend.bind(self._deliver, self.repair, self.turns.wait)
 
     @classmethod
     def from_url(cls, redis_url: str | None, **options: Any) -> Hub:
@@ -127,12 +134,17 @@ class Hub(Resource):
             return False
         self._last_seen[channel] = message.id
         subscribers = self._local.get(channel)
+        if not subscribers:
+            return False
+        policy = self.policy(channel)
         pressed = False
-        if subscribers:
-            policy = self.policy(channel)
-            for subscriber in subscribers:
-                pressed |= subscriber.outbox.put(message, policy)
-        return pressed
+        for subscriber in subscribers:
+            pressed |= subscriber.outbox.put(message, policy)
+        self._puts += len(subscribers)
+        if pressed or self._puts >= PUTS_PER_PAUSE:
+            self._puts = 0
+            return True
+        return False
 
     async def repair(self, channel: str, after: MessageId | None = None) -> None:
         """Deliver what `channel` missed here, e.g. while the backend was unreachable;
@@ -187,7 +199,7 @@ class Subscriber:
     def __init__(self, hub: Hub) -> None:
         self.hub = hub
         self.channels: set[str] = set()
-        self.outbox = Outbox(on_drop=self._dropped)
+        self.outbox = Outbox(on_drop=self._dropped, turns=hub.turns)
         self._warned = False
 
     async def __aenter__(self) -> Self:
@@ -204,8 +216,13 @@ class Subscriber:
         self.hub._subscribers.discard(self)
         self.hub.metrics.subscribers.dec()
         self.outbox.close(CloseReason.CLIENT_GONE)
-        for channel in list(self.channels):
-            await self.unsubscribe(channel)
+        # Forget every channel before the first await: if this is cancelled, no channel
+        # keeps a reference to this subscriber or stays subscribed on its behalf.
+        channels = list(self.channels)
+        for channel in channels:
+            self._forget(channel)
+        for channel in channels:
+            await self.hub._release_backend(channel)
 
     async def subscribe(
         self, channel: str, last_id: MessageId | None = None, *, ack: Notice | None = None
@@ -218,6 +235,8 @@ class Subscriber:
         hub = self.hub
         check_channel(channel)
         if channel in self.channels:
+            if ack is not None:  # already live: the client still waits for its answer
+                self.outbox.put_control(ack)
             return
         # Registered before any await: nothing published from here on can be missed.
         self.channels.add(channel)
@@ -233,6 +252,8 @@ class Subscriber:
                     hub.metrics.resyncs.labels(family(channel)).inc()
         except BaseException:
             self._forget(channel)
+            # The backend may be subscribed already; with no one left it must be released.
+            await hub._release_backend(channel)
             raise
         if ack is not None:
             self.outbox.put_control(ack)

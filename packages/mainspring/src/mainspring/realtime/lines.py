@@ -41,10 +41,16 @@ def as_json(raw: bytes) -> bytes:
     """The line itself when it is JSON, else the line as a JSON string, since each line is
     embedded as JSON in the event; nothing is dropped."""
     try:
-        json.loads(raw)
+        # Strict: UTF-8 only (json.loads would take UTF-16 or a BOM from bytes), and no
+        # NaN or Infinity, which Python writes but a browser's JSON.parse refuses.
+        json.loads(raw.decode(), parse_constant=_refuse_constant)
     except ValueError:
         return json.dumps(raw.decode("utf-8", "replace")).encode()
     return raw
+
+
+def _refuse_constant(name: str) -> object:
+    raise ValueError(f"{name} is not JSON")
 
 
 def split(chunk: bytes, start: int, *, complete: bool) -> tuple[list[Line], int]:

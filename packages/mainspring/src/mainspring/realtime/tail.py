@@ -33,9 +33,10 @@ from mainspring.clock import Clock, SystemClock
 from mainspring.realtime.lines import Batch, Gone, Misaligned, TailFile, read_range
 from mainspring.realtime.message import Item, Message, MessageId, Notice, Resync
 from mainspring.realtime.metrics import RealtimeMetrics, realtime_metrics
-from mainspring.realtime.outbox import CloseReason, Outbox
+from mainspring.realtime.outbox import BATCH, CloseReason, Outbox
 from mainspring.realtime.policy import ChannelPolicy
 from mainspring.realtime.sse import SYSTEM_CLOCK, EventStream, resume_from
+from mainspring.realtime.turns import Turns
 from mainspring.resources.base import Resource
 
 log = structlog.get_logger("mainspring.realtime")
@@ -90,6 +91,7 @@ class TailRoot(Resource):
         self.offload = offload
         self.metrics = metrics or realtime_metrics()
         self._readers: dict[Path, _Reader] = {}
+        self.turns = Turns()
         self._tasks: set[asyncio.Task[None]] = set()
         self._unhook_drain: Callable[[], None] | None = None
 
@@ -134,7 +136,10 @@ class TailRoot(Resource):
             raise PathRefused(400, f"the path must be relative to the tail root: {relative!r}")
         if ".." in parts.parts:
             raise PathRefused(400, f"'..' is not allowed under the tail root: {relative!r}")
-        path = (self.base / parts).resolve()
+        try:
+            path = (self.base / parts).resolve()
+        except (RuntimeError, OSError):  # a symlink loop (RuntimeError before Python 3.13)
+            raise PathRefused(400, f"{relative!r} cannot be resolved") from None
         if not path.is_relative_to(self.base):
             raise PathRefused(403, f"{relative!r} leads out of the tail root")
         if path == self.base:
@@ -172,7 +177,7 @@ class _Follower(Outbox):
     """One stream's outbox; while behind the reader it pages through the file itself."""
 
     def __init__(self, reader: _Reader, resume: MessageId | None, until: Until) -> None:
-        super().__init__()
+        super().__init__(turns=reader.root.turns)
         self.reader = reader
         self.resume = resume
         self.until = until
@@ -180,14 +185,14 @@ class _Follower(Outbox):
         """The end of the last line this follower was given."""
         self.behind = False
 
-    async def get(self) -> list[Item]:
+    async def get(self, limit: int = BATCH) -> list[Item]:
         while True:
             if self.behind and not len(self) and self.closed in (None, CloseReason.DONE):
                 items = await self.reader.page(self)
                 if items:
                     return items
             elif len(self) or self.closed is not None:
-                return await super().get()
+                return await super().get(limit)
             else:
                 await self._wait()
 

@@ -11,17 +11,21 @@ from mainspring.services.base import Service
 
 Deliver = Callable[[Message], bool]
 """Hands a published message to this process's local subscribers. True means some queue is
-past half its bounds: the backend should yield (``await asyncio.sleep(0)``) before the next
-delivery, so that writers drain a burst instead of overflowing."""
+past half its bounds, or many were filled since the last pause: the backend should
+``await self.make_room()`` before the next delivery, so that writers drain a burst instead
+of overflowing, and the event loop keeps serving everything else meanwhile."""
+MakeRoom = Callable[[], Awaitable[None]]
+"""Returns once the writers woken so far have had their turn."""
 Repair = Callable[[str, MessageId | None], Awaitable[None]]
 """Asks the hub to fetch what a channel may have missed (after a backend reconnect), starting
 from the given id when the hub has delivered nothing on it yet."""
 
 
 class Backend(ABC):
-    def bind(self, deliver: Deliver, repair: Repair) -> None:
+    def bind(self, deliver: Deliver, repair: Repair, make_room: MakeRoom) -> None:
         self.deliver = deliver
         self.repair = repair
+        self.make_room = make_room
 
     async def open(self) -> None:  # noqa: B027 - optional hook
         """Connect. Called once by the hub before any other method."""

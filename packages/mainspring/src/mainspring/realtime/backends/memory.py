@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import secrets
 
 from mainspring.realtime.backends.base import Backend
@@ -28,7 +27,7 @@ class MemoryBackend(Backend):
             history = self._histories[channel] = History(policy.history)
         history.append(message)
         if self.deliver(message):
-            await asyncio.sleep(0)
+            await self.make_room()
         return message
 
     async def subscribe(self, channel: str) -> None:

@@ -203,7 +203,7 @@ class RedisListener(Service):
             return
         if kind == b"message":
             if channel in backend.subscriptions.wanted and backend.receive(channel, frame[2]):
-                await asyncio.sleep(0)  # let the writers drain queues past half their bounds
+                await backend.make_room()
             return
         confirmed = kind in (b"subscribe", b"unsubscribe") and (
             backend.subscriptions.acknowledge(channel)
