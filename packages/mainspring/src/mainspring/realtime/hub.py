@@ -70,13 +70,14 @@ class Hub(Resource):
         self.metrics = metrics or realtime_metrics()
         self.turns = Turns()
         self._puts = 0
+        self._pressed = False
         self._local: dict[str, set[Subscriber]] = {}
         self._last_seen: dict[str, MessageId] = {}
         self._backend_channels: set[str] = set()
         self._locks: dict[str, asyncio.Lock] = {}
         self._subscribers: set[Subscriber] = set()
         self._unhook_drain: Callable[[], None] | None = None
-        self.backend.bind(self._deliver, self.repair, self.turns.wait)
+        self.backend.bind(self._deliver, self.repair, self.make_room)
 
     @classmethod
     def from_url(cls, redis_url: str | None, **options: Any) -> Hub:
@@ -141,10 +142,21 @@ class Hub(Resource):
         for subscriber in subscribers:
             pressed |= subscriber.outbox.put(message, policy)
         self._puts += len(subscribers)
+        self._pressed |= pressed
         if pressed or self._puts >= PUTS_PER_PAUSE:
             self._puts = 0
             return True
         return False
+
+    async def make_room(self) -> None:
+        """A publisher's pause: one event-loop iteration, so that timers, sockets and the
+        writers' turns go on; or, when some queue is past half its bounds, until the
+        writers woken so far have all had their turn."""
+        if self._pressed:
+            self._pressed = False
+            await self.turns.wait()
+        else:
+            await asyncio.sleep(0)
 
     async def repair(self, channel: str, after: MessageId | None = None) -> None:
         """Deliver what `channel` missed here, e.g. while the backend was unreachable;
@@ -195,6 +207,8 @@ class Hub(Resource):
 
 class Subscriber:
     """One connection's channels and its outbox, drained by the connection's writer."""
+
+    __slots__ = ("_warned", "channels", "hub", "outbox")
 
     def __init__(self, hub: Hub) -> None:
         self.hub = hub

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 
-WRITERS_PER_TURN = 64
+WRITERS_PER_TURN = 16
 
 
 class Turns:

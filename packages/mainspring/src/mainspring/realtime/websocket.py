@@ -85,6 +85,19 @@ class _Violation(Exception):
 
 
 class _Session:
+    __slots__ = (
+        "_refilled",
+        "_sending",
+        "_tokens",
+        "_writer",
+        "allow",
+        "limits",
+        "outbox",
+        "subscriber",
+        "violation",
+        "websocket",
+    )
+
     def __init__(
         self, websocket: WebSocket, subscriber: Subscriber, allow: Allow, limits: SocketLimits
     ) -> None:

@@ -15,7 +15,7 @@ past half its bounds, or many were filled since the last pause: the backend shou
 ``await self.make_room()`` before the next delivery, so that writers drain a burst instead
 of overflowing, and the event loop keeps serving everything else meanwhile."""
 MakeRoom = Callable[[], Awaitable[None]]
-"""Returns once the writers woken so far have had their turn."""
+"""The publisher's pause after a delivery that returned True (see `Hub.make_room`)."""
 Repair = Callable[[str, MessageId | None], Awaitable[None]]
 """Asks the hub to fetch what a channel may have missed (after a backend reconnect), starting
 from the given id when the hub has delivered nothing on it yet."""
