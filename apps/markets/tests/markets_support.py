@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
+import uvicorn
+from fastapi import FastAPI
 
 from mainspring import load_settings
 from markets.app import create_app
@@ -30,3 +33,32 @@ async def served(**settings: Any) -> AsyncIterator[httpx.AsyncClient]:
                         break
                     await asyncio.sleep(0.02)
             yield client
+
+
+@asynccontextmanager
+async def listening(port: int = 0, **settings: Any) -> AsyncIterator[tuple[FastAPI, str]]:
+    """The markets app served by uvicorn on 127.0.0.1:`port` (0: a free one), in this event
+    loop, once /ready says 200: the app and its base URL. For streams and WebSockets, which
+    an in-process transport cannot carry, and for restarts on the same port."""
+    app = create_app(load_settings(MarketsSettings, **settings))
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", port))
+        url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+        config = uvicorn.Config(app, log_config=None, timeout_graceful_shutdown=2)
+        server = uvicorn.Server(config)
+        serving = asyncio.create_task(server.serve(sockets=[sock]))
+        try:
+            async with httpx.AsyncClient(base_url=url) as client, asyncio.timeout(READY_DEADLINE):
+                while True:
+                    assert not serving.done(), "the server stopped while starting"
+                    try:
+                        if (await client.get("/ready")).status_code == 200:
+                            break
+                    except httpx.TransportError:
+                        pass
+                    await asyncio.sleep(0.05)
+            yield app, url
+        finally:
+            server.should_exit = True
+            await serving

@@ -101,11 +101,11 @@ async def test_open_markets_twice_opens_each_market_once(
         session.add(run)
         await session.flush()
         games = await upsert_games(session, board, now=T0)
-        assert await open_markets(session, games, run.id, now=T0) == len(board)
+        assert len(await open_markets(session, games, run.id, now=T0)) == len(board)
     later = T0 + timedelta(hours=6)
     async with database.session() as session:
         games = await upsert_games(session, board, now=later)
-        assert await open_markets(session, [*games, games[0]], None, now=later) == 0
+        assert await open_markets(session, [*games, games[0]], None, now=later) == []
 
     assert await count(database, Market) == len(board)
     async with database.session() as session:

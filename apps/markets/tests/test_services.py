@@ -16,10 +16,15 @@ from typing import Any
 
 import httpx
 import pytest
+from prometheus_client import CollectorRegistry
 from sqlalchemy import func, select
 
 from mainspring import MainspringSettings, ManualClock, Runtime, ServiceStatus, load_settings
+from mainspring.realtime import Hub, Message, Subscriber
+from mainspring.realtime.metrics import RealtimeMetrics
 from mainspring.resources import Database
+from markets import live
+from markets.db.board import Announce
 from markets.db.models import Market, MarketEvent, MarketState
 from markets.espn.client import EspnClient
 from markets.espn.fake import FakeEspn, Faults, serve_fake
@@ -70,7 +75,12 @@ def feed_url(fake: FakeEspn) -> Iterator[str]:
 
 @asynccontextmanager
 async def league(
-    database: Database, feed_url: str, clock: ManualClock, *, scores_every: float = 900
+    database: Database,
+    feed_url: str,
+    clock: ManualClock,
+    *,
+    scores_every: float = 900,
+    announce: Announce | None = None,
 ) -> AsyncIterator[tuple[Runtime, ServiceStatus]]:
     """The mlb service under a runtime on `clock`. A test must not move the clock past a
     tick's timeout while that tick still waits on real I/O, so each test advances only
@@ -93,7 +103,8 @@ async def league(
             rng=random.Random(4),
         )
         async with runtime as rt:
-            status = rt.supervise(SportsService("mlb", database, espn, settings), name="mlb")
+            service = SportsService("mlb", database, espn, settings, announce)
+            status = rt.supervise(service, name="mlb")
             yield rt, status
 
 
@@ -124,9 +135,9 @@ async def events_per_market(database: Database, kind: MarketState) -> dict[int, 
 async def test_schedule_opens_each_market_once_across_ticks_and_a_crash_mid_tick(
     database: Database, feed_url: str, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import markets.services as services
+    import markets.db.board as board
 
-    real_upsert = services.upsert_games
+    real_upsert = board.upsert_games
     # A game only the schedule loop fetches (06-06 is beyond the score loop's two days):
     # the first time its day is stored, the process "dies" in the middle of the tick.
     doomed = next(g for g in recorded_games().values() if g.start_time.day == 6)
@@ -139,7 +150,7 @@ async def test_schedule_opens_each_market_once_across_ticks_and_a_crash_mid_tick
             raise RuntimeError("process died here")
         return await real_upsert(session, games, **options)
 
-    monkeypatch.setattr(services, "upsert_games", crash_once)
+    monkeypatch.setattr(board, "upsert_games", crash_once)
     expected = recorded_games()
     async with league(database, feed_url, clock, scores_every=86400) as (_, status):
         await clock.advance(0)
@@ -226,3 +237,65 @@ async def test_one_broken_event_is_skipped_and_the_rest_stored(
         assert status.loops["schedule"].failures == 0
     stored = await count(database, select(func.count()).select_from(Market))
     assert stored == len(recorded_games()) - len(BOARDS)
+
+
+@pytest.fixture
+async def hub() -> AsyncIterator[Hub]:
+    hub = Hub(policies=live.POLICIES, metrics=RealtimeMetrics(CollectorRegistry()))
+    await hub.open()
+    yield hub
+    await hub.close()
+
+
+async def received(subscriber: Subscriber) -> list[tuple[str, dict[str, Any]]]:
+    """What was published to `subscriber` since last asked: (channel, payload) pairs. The
+    memory backend delivers at publish, and a tick publishes before it counts as done."""
+    items = await subscriber.outbox.get() if len(subscriber.outbox) else []
+    return [(m.channel, json.loads(m.data)) for m in items if isinstance(m, Message)]
+
+
+def score_a_run(fake: FakeEspn) -> tuple[str, int]:
+    """The home side of a live game of 2025-06-04 scores: the game's ESPN id, its new score."""
+    board = next(b for b in fake.source.boards if b.name.startswith(f"mlb-{BOARDS[0]}"))
+    event = next(e for e in board.payload["events"] if e["status"]["type"]["state"] == "in")
+    home = next(c for c in event["competitions"][0]["competitors"] if c["homeAway"] == "home")
+    home["score"] = str(int(home["score"]) + 1)
+    return str(event["id"]), int(home["score"])
+
+
+async def test_two_instances_publish_each_change_once_and_a_quiet_tick_nothing(
+    database: Database, feed_url: str, fake: FakeEspn, clock: ManualClock, hub: Hub
+) -> None:
+    announce = live.Feed(hub)
+    async with hub.connect() as watcher:
+        for channel in (live.MARKETS, live.games("mlb")):
+            await watcher.subscribe(channel)
+        async with (
+            league(database, feed_url, clock, announce=announce) as (_, first),
+            league(database, feed_url, clock, announce=announce) as (_, second),
+        ):
+            await clock.advance(0)
+            for status in (first, second):
+                await eventually(ticked(status, "schedule"))
+                await eventually(ticked(status, "scores"))
+            published = await received(watcher)
+            async with database.session() as session:
+                written = await session.execute(select(MarketEvent.market_id, MarketEvent.kind))
+                expected = sorted((market, kind.value) for market, kind in written)
+            assert {channel for channel, _ in published} == {live.MARKETS}
+            assert sorted((p["market_id"], p["state"]) for _, p in published) == expected
+            assert {p["event"] for _, p in published} == {"opened", "locked", "settled", "voided"}
+
+            await clock.advance(900)  # the same boards again: nothing changed
+            for status in (first, second):
+                await eventually(ticked(status, "scores", 2))
+            assert await received(watcher) == []
+
+            scored, home_score = score_a_run(fake)
+            await clock.advance(900)
+            for status in (first, second):
+                await eventually(ticked(status, "scores", 3))
+            (update,) = await received(watcher)  # one game moved, no market did
+    channel, game = update
+    assert channel == "games:mlb"
+    assert (game["espn_event_id"], game["status"], game["home_score"]) == (scored, "in", home_score)

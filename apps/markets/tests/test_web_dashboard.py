@@ -35,6 +35,9 @@ async def test_shows_services_and_markets_grouped_by_state(
 
     async with served(database_url=database_url, MAINSPRING_LEASE_URL=str(tmp_path)) as client:
         response = await client.get("/")
+        script = await client.get("/dashboard.js")
+    assert script.headers["content-type"].startswith("text/javascript")
+    assert "new WebSocket" in script.text
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/html")
     page = response.text
@@ -44,13 +47,19 @@ async def test_shows_services_and_markets_grouped_by_state(
     first = [page.index(f'data-state="{state}"') for state in ("locked", "open", "settled")]
     assert first == sorted(first)
     assert "Miami Marlins" in page
-    assert 'http-equiv="refresh"' in page
+    assert 'http-equiv="refresh"' not in page  # updated live by the script instead
+    assert '<script src="/dashboard.js" defer></script>' in page
     services = dict(
         re.findall(
-            r'data-service="(\w+)">\s*<strong>\w+</strong>\s*'
+            r'data-service="([\w-]+)">\s*<strong>[\w-]+</strong>\s*'
             r'<span class="state \w+">(\w+)</span>',
             page,
         )
     )
-    assert services == {"importer": "running", "nba": "disabled", "mlb": "disabled"}
+    assert services == {
+        "status-feed": "running",
+        "importer": "running",
+        "nba": "disabled",
+        "mlb": "disabled",
+    }
     assert "NBA_AUTO_IMPORT_ENABLED is not set" in page

@@ -1,5 +1,6 @@
-"""The markets app: one lifespan that opens the database and the HTTP client, applies the
-migrations, and supervises the importer and one poller per league."""
+"""The markets app: one lifespan that opens the database, the HTTP client and the hub of
+live channels, applies the migrations, and supervises the importer and one poller per
+league, which publish what they change."""
 
 from __future__ import annotations
 
@@ -11,8 +12,9 @@ from fastapi import FastAPI
 
 from mainspring import Runtime, load_settings, setting
 from mainspring.observability import instrument
+from mainspring.realtime import Hub
 from mainspring.resources import Database, HttpClient
-from markets import api, web
+from markets import api, live, web
 from markets.db.session import upgrade_async
 from markets.espn.client import EspnClient
 from markets.importer import Importer
@@ -33,11 +35,19 @@ def create_app(settings: MarketsSettings | None = None) -> FastAPI:
             await upgrade_async(settings.database_url)
             db = await rt.open(Database(settings.database_url))
             http = await rt.open(HttpClient(timeout=10))
+            hub = Hub.from_url(settings.redis_url, policies=live.POLICIES)
+            statuses = live.StatusFeed(hub)
+            rt.on_service_change(statuses.changed)  # first: every service's start is told
+            await rt.open(hub)
+            rt.supervise(statuses)
+            announce = live.Feed(hub)
             espn = EspnClient(http.client, settings.espn_base_url)
-            rt.supervise(Importer(db, espn, concurrency=settings.import_concurrency))
+            rt.supervise(
+                Importer(db, espn, concurrency=settings.import_concurrency, announce=announce)
+            )
             for league, delay in LEAGUE_START_DELAYS.items():
                 rt.supervise(
-                    partial(SportsService, league, db, espn, settings),
+                    partial(SportsService, league, db, espn, settings, announce),
                     name=league,
                     enabled=setting(settings, f"{league}_auto_import_enabled"),
                     start_delay=delay,
@@ -52,5 +62,6 @@ def create_app(settings: MarketsSettings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.include_router(api.router)
+    app.include_router(live.router)
     app.include_router(web.router)
     return instrument(app)

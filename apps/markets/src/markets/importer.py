@@ -14,13 +14,12 @@ from typing import Any, TypeVar
 
 import structlog
 from sqlalchemy import select, update
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from mainspring import Service
 from mainspring.resources import Database
+from markets.db.board import Announce, Changes, store_board
 from markets.db.models import ImportRun, ImportState, League
-from markets.db.store import ensure_leagues, league_id, open_markets, upsert_games
-from markets.db.transitions import apply_games_state
+from markets.db.store import ensure_leagues, league_id
 from markets.espn.client import DayResult, EspnClient
 from markets.espn.model import LEAGUES, ParsedGame
 
@@ -82,14 +81,16 @@ async def run_import(
     *,
     concurrency: int = 8,
     on_progress: Progress | None = None,
+    announce: Announce | None = None,
 ) -> ImportRun:
     """Fetch and store every day of import `run_id`; the finished run.
 
     Days are fetched `concurrency` at a time and stored one at a time as they arrive,
     while the fetching goes on, each in its own transaction together with the run's
-    counters, so the progress never runs ahead of what is stored. A day that cannot be
-    fetched is recorded in `errors`; the run fails only when every day failed or
-    something else went wrong.
+    counters, so the progress never runs ahead of what is stored; what a transaction
+    changed is passed to `announce` once it is committed. A day that cannot be fetched
+    is recorded in `errors`; the run fails only when every day failed or something else
+    went wrong.
     """
     async with db.session() as session:
         run = await session.get(ImportRun, run_id)
@@ -112,13 +113,19 @@ async def run_import(
             else:
                 games.extend(result)
                 tally.seen += len(result)
+        changes = Changes()
         async with db.session() as session:
             if games:
-                tally.opened += await _store_games(session, games, run_id)
+                board = await store_board(session, games, run_id)
+                tally.opened += len(board.opened)
+                if announce is not None:
+                    changes = await board.changes(session)
             tally.done += len(batch)
             await session.execute(
                 update(ImportRun).where(ImportRun.id == run_id).values(**tally.row())
             )
+        if announce is not None and changes:
+            await announce(changes)
         if on_progress is not None:
             on_progress(tally.snapshot())
 
@@ -177,14 +184,6 @@ async def _fetch_and_store(
         raise failed.exceptions[0] from None
 
 
-async def _store_games(session: AsyncSession, games: Sequence[ParsedGame], run_id: int) -> int:
-    """Games of one or more days in a few multi-row statements; markets opened."""
-    stored = await upsert_games(session, games)
-    opened = await open_markets(session, stored, run_id)
-    await apply_games_state(session, stored)
-    return opened
-
-
 async def _finish(db: Database, tally: _Tally, state: ImportState) -> ImportRun:
     tally.run.state = state
     tally.run.finished_at = datetime.now(UTC)
@@ -236,10 +235,18 @@ class Importer(Service):
 
     name = "importer"
 
-    def __init__(self, db: Database, espn: EspnClient, *, concurrency: int = 8) -> None:
+    def __init__(
+        self,
+        db: Database,
+        espn: EspnClient,
+        *,
+        concurrency: int = 8,
+        announce: Announce | None = None,
+    ) -> None:
         self.db = db
         self.espn = espn
         self.concurrency = concurrency
+        self.announce = announce
         self.queue: asyncio.Queue[int] = asyncio.Queue(QUEUE_SIZE)
         self._reserved = 0
         """Places taken before the run's row exists, so a full queue is refused up front."""
@@ -260,7 +267,13 @@ class Importer(Service):
         while (run_id := await self._until_stopped(self.queue.get())) is not None:
             try:
                 await self._until_stopped(
-                    run_import(self.db, self.espn, run_id, concurrency=self.concurrency)
+                    run_import(
+                        self.db,
+                        self.espn,
+                        run_id,
+                        concurrency=self.concurrency,
+                        announce=self.announce,
+                    )
                 )
             except Exception:
                 self.log.warning("import did not complete", import_id=run_id)

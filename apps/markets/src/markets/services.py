@@ -15,9 +15,8 @@ from sqlalchemy import exists, select
 
 from mainspring import Service, loop
 from mainspring.resources import Database
-from markets.db.models import Game, GameStatus, League, Market
-from markets.db.store import open_markets, upsert_games
-from markets.db.transitions import apply_games_state
+from markets.db.board import Announce, store_board
+from markets.db.models import Game, GameStatus, League, MarketState
 from markets.espn.client import EspnClient
 from markets.espn.model import ParsedGame
 from markets.settings import MarketsSettings
@@ -28,12 +27,19 @@ LIVE_SOON = timedelta(minutes=15)
 
 class SportsService(Service):
     def __init__(
-        self, league: str, db: Database, espn: EspnClient, settings: MarketsSettings
+        self,
+        league: str,
+        db: Database,
+        espn: EspnClient,
+        settings: MarketsSettings,
+        announce: Announce | None = None,
     ) -> None:
         self.league = league
         self.db = db
         self.espn = espn
         self.settings = settings
+        self.announce = announce
+        """Told what each stored board changed, once it is committed (the live channels)."""
         self.live = False
 
     def now(self) -> datetime:
@@ -80,31 +86,25 @@ class SportsService(Service):
         return opened
 
     async def _store(self, games: Sequence[ParsedGame]) -> int:
-        """A day's board in one transaction of a few multi-row statements; markets opened.
-        Concurrent writers (the other loop, another worker) take turns on the league's
-        advisory lock, so they cannot deadlock."""
+        """A day's board in one transaction of a few multi-row statements, announced once
+        committed; markets opened. Concurrent writers (the other loop, another worker)
+        take turns on the league's lock, so they cannot deadlock."""
         async with self.db.session() as session:
-            stored = await upsert_games(session, games)
-            opened = await open_markets(session, stored, None)
-            events = await apply_games_state(session, stored)
-            moved = {event.market_id for event in events}
-            markets: dict[int, int] = {}
-            if moved:
-                rows = await session.execute(
-                    select(Market.id, Market.game_id).where(Market.id.in_(moved))
+            board = await store_board(session, games, None)
+            changes = await board.changes(session)
+        for change in changes.markets:
+            if change.state is not MarketState.OPEN:
+                game = change.market.game
+                self.log.info(
+                    "market moved",
+                    market_id=change.market.id,
+                    state=change.state.value,
+                    game=game.name,
+                    espn_event_id=game.espn_event_id,
                 )
-                markets = {row.id: row.game_id for row in rows}
-        by_id = {game.id: game for game in stored}
-        for event in events:
-            game = by_id[markets[event.market_id]]
-            self.log.info(
-                "market moved",
-                market_id=event.market_id,
-                state=event.kind.value,
-                game=game.name,
-                espn_event_id=game.espn_event_id,
-            )
-        return opened
+        if self.announce is not None and changes:
+            await self.announce(changes)
+        return len(board.opened)
 
     async def _has_live_games(self) -> bool:
         now = self.now()

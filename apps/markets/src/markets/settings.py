@@ -46,3 +46,5 @@ class MarketsSettings(MainspringSettings):
     lookahead_days: int = Field(default=7, ge=0, le=60)
     import_concurrency: int = Field(default=8, ge=1, le=64)
     """Dates fetched at once by an import."""
+    redis_url: str | None = None
+    """Where the live channels meet across workers; unset, they live in this process."""

@@ -11,7 +11,6 @@ from sqlalchemy import select
 from mainspring.resources import DbSession
 from markets.api.cursor import decode_cursor, encode_cursor
 from markets.api.errors import invalid, not_found
-from markets.api.queries import games_with_teams, markets_with_games
 from markets.api.schemas import (
     GameDetail,
     GameOut,
@@ -21,6 +20,7 @@ from markets.api.schemas import (
     MarketPage,
 )
 from markets.db.models import Game, League, Market, MarketEvent, MarketState
+from markets.db.queries import games_with_teams, markets_with_games
 from markets.espn.model import LEAGUES
 
 router = APIRouter(tags=["markets"])

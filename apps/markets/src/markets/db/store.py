@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import structlog
-from sqlalchemy import func, insert, literal, select
+from sqlalchemy import func, insert, literal, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -172,12 +172,21 @@ def _game_row(
 
 async def serialize_league_writes(session: AsyncSession, league: int) -> None:
     """Make concurrent writers of one league (both loops, every worker, an import) take
-    turns until their transactions end. Two transactions that each upsert several
-    games lock team rows in different orders and would otherwise deadlock on
-    PostgreSQL; SQLite lets one writer in at a time anyway. Re-entrant within a
-    transaction, released at commit or rollback."""
+    turns until their transactions end, and see each other's work from here on.
+
+    Two transactions that each upsert several games lock team rows in different orders
+    and would otherwise deadlock on PostgreSQL: they take the league's advisory lock.
+    SQLite lets one writer in at a time, but only from its first write: a write that
+    changes nothing takes the database's write lock now, so that what the transaction
+    reads next (the games before an update, in `markets.db.board`) is what it writes
+    over. Re-entrant within a transaction, released at commit or rollback."""
     if session.get_bind().dialect.name == "postgresql":
         await session.execute(select(func.pg_advisory_xact_lock(LEAGUE_WRITES_LOCK, league)))
+    else:
+        await session.execute(
+            update(League).where(League.id == league).values(code=League.code),
+            execution_options={"synchronize_session": False},
+        )
 
 
 async def _upsert_teams(
@@ -218,7 +227,7 @@ async def open_market(
     session: AsyncSession, game: Game, import_run_id: int | None, *, now: datetime | None = None
 ) -> bool:
     """`open_markets` for one game: True only when this call created its market."""
-    return await open_markets(session, [game], import_run_id, now=now) == 1
+    return bool(await open_markets(session, [game], import_run_id, now=now))
 
 
 async def open_markets(
@@ -227,8 +236,8 @@ async def open_markets(
     import_run_id: int | None,
     *,
     now: datetime | None = None,
-) -> int:
-    """Open the games' markets that do not exist yet; how many this call created.
+) -> list[int]:
+    """Open the games' markets that do not exist yet; the ids of those this call created.
 
     Either way each event's `sports_imports` row is recorded (first seen by
     `import_run_id`, which a later sighting keeps) and its ``last_seen`` moved to `now`.
@@ -236,7 +245,7 @@ async def open_markets(
     """
     now = now or datetime.now(UTC)
     unique = list({game.id: game for game in games}.values())
-    opened = 0
+    opened: list[int] = []
     for chunk in chunked(unique):
         opened += await _open_chunk(session, chunk, import_run_id, now)
     return opened
@@ -244,7 +253,7 @@ async def open_markets(
 
 async def _open_chunk(
     session: AsyncSession, games: Sequence[Game], import_run_id: int | None, now: datetime
-) -> int:
+) -> list[int]:
     markets = [
         {
             "game_id": game.id,
@@ -278,7 +287,7 @@ async def _open_chunk(
     await session.execute(
         _record_sightings(session, [game.id for game in games], import_run_id, now)
     )
-    return len(created)
+    return [created[game.id] for game in games if game.id in created]
 
 
 def _record_sightings(
