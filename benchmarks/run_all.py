@@ -1,10 +1,13 @@
-"""Run every benchmark in turn: `uv run python benchmarks/run_all.py` (about 5.5 minutes)."""
+"""Run every benchmark in turn: `uv run python benchmarks/run_all.py` (about 20 minutes)."""
 
 from __future__ import annotations
 
 import http_stack
 import loop_overhead
 import markets_import
+import realtime_fanout
+import realtime_memory
+import realtime_tail
 import shutdown_latency
 
 
@@ -16,6 +19,12 @@ def main() -> None:
     http_stack.main([])
     print()
     markets_import.main([])
+    print()
+    realtime_fanout.main([])
+    print()
+    realtime_memory.main([])
+    print()
+    realtime_tail.main([])
 
 
 if __name__ == "__main__":
