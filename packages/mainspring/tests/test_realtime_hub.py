@@ -317,3 +317,25 @@ async def test_writers_take_turns_so_one_publish_never_runs_every_writer_at_once
     per_iteration = [turns_seen.count(n) for n in set(turns_seen)]
     assert max(per_iteration) <= WRITERS_PER_TURN
     assert len(per_iteration) >= 300 // WRITERS_PER_TURN
+
+
+async def test_a_new_epoch_from_the_backend_tells_subscribers_to_resync(hub: Hub) -> None:
+    async with hub.connect() as subscriber:
+        await subscriber.subscribe("feed")
+        await hub.publish("feed", "before")
+        reborn = Message("feed", MessageId("new-epoch", 1), b'"after"')
+        hub._deliver(reborn)
+        before, resync, after = await drain(subscriber)
+    assert payloads([before]) == ["before"]
+    assert resync == Resync("feed", None)
+    assert after is reborn
+
+
+async def test_a_subscriber_that_arrives_while_draining_is_closed_at_once(
+    hub: Hub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(lifecycle, "is_draining", lambda: True)
+    async with hub.connect() as subscriber:
+        with pytest.raises(Closed) as closed:
+            await drain(subscriber)
+    assert closed.value.reason is CloseReason.SHUTDOWN

@@ -98,6 +98,9 @@ def run(
             help="Log the call that blocks the event loop longer than this many seconds (0: off).",
         ),
     ] = DEFAULT_WATCHDOG_THRESHOLD,
+    ws_max_size: Annotated[
+        int, typer.Option(min=1, help="Largest WebSocket frame accepted, in bytes.")
+    ] = 1 << 20,
     ws_deflate: Annotated[
         bool,
         typer.Option(help="Compress WebSocket messages (costs CPU per client per message)."),
@@ -121,6 +124,7 @@ def run(
         trusted_proxies=tuple(trusted_proxy or ()),
         metrics_port=metrics_port,
         watchdog_threshold=watchdog_threshold,
+        ws_max_size=ws_max_size,
         ws_deflate=ws_deflate,
     )
     try:

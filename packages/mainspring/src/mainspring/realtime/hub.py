@@ -137,6 +137,11 @@ class Hub(Resource):
         subscribers = self._local.get(channel)
         if not subscribers:
             return False
+        if seen is not None and seen.epoch != message.id.epoch:
+            # The backend lost its history (an emptied Redis) without this process
+            # reconnecting: what clients hold may be stale.
+            for subscriber in subscribers:
+                subscriber.outbox.put_control(Resync(channel, None))
         policy = self.policy(channel)
         pressed = False
         for subscriber in subscribers:
@@ -219,6 +224,8 @@ class Subscriber:
     async def __aenter__(self) -> Self:
         self.hub._subscribers.add(self)
         self.hub.metrics.subscribers.inc()
+        if lifecycle.is_draining():  # too late for the hub's close_all: end at once
+            self.outbox.close(CloseReason.SHUTDOWN)
         return self
 
     async def __aexit__(

@@ -191,6 +191,11 @@ class _ChannelSubscription:
         await self.subscriber.__aenter__()
         try:
             await self.subscriber.subscribe(self.channel, self.last_id)
+        except Exception as error:  # the backend is unreachable: the client may retry
+            await self.subscriber.__aexit__(type(error), error, error.__traceback__)
+            raise HTTPException(
+                503, "cannot subscribe now; try again", headers={"Retry-After": "5"}
+            ) from error
         except BaseException as error:
             await self.subscriber.__aexit__(type(error), error, error.__traceback__)
             raise

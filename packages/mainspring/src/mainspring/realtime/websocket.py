@@ -52,22 +52,20 @@ Authorize = Callable[[WebSocket], Awaitable[bool]]
 Allow = Callable[[str], bool]
 
 
-def _any_channel(channel: str) -> bool:
-    return True
-
-
 async def serve_channels(
     websocket: WebSocket,
     hub: Hub,
     *,
     authorize: Authorize | None = None,
-    allow: Allow = _any_channel,
+    allow: Allow,
     limits: SocketLimits = SocketLimits(),
 ) -> None:
     """Run one client's session until it leaves, breaks the rules, or the server stops.
 
     `authorize` runs before the handshake is accepted: refusing answers HTTP 403, so the
-    client's reconnect backoff is not reset by an accepted-then-closed socket.
+    client's reconnect backoff is not reset by an accepted-then-closed socket. `allow` says
+    which channels this socket may subscribe to; it has no default, because a channel
+    costs memory here and keys in Redis, and clients can make up names.
     """
     if authorize is not None and not await authorize(websocket):
         await websocket.close(code=POLICY_VIOLATION)

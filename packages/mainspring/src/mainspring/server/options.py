@@ -27,6 +27,8 @@ class RunOptions:
     """Serve /metrics without authentication on 127.0.0.1:PORT, for every worker."""
     watchdog_threshold: float = DEFAULT_WATCHDOG_THRESHOLD
     """Warn when the event loop is blocked longer than this (seconds); 0 turns it off."""
+    ws_max_size: int = 1 << 20
+    """The largest WebSocket frame accepted, in bytes (uvicorn's default is 16 MiB)."""
     ws_deflate: bool = False
     """Per-message deflate on WebSockets. Off by default: it costs 40-90% more CPU per
     delivered message, which fan-out to many clients pays once per client."""

@@ -86,6 +86,7 @@ def _run(options: RunOptions, cleanup: ExitStack) -> int:
         reload=options.reload,
         timeout_graceful_shutdown=options.graceful_timeout,
         ws_per_message_deflate=options.ws_deflate,
+        ws_max_size=options.ws_max_size,
         ws=WebSocketProtocol,
         # Our logging is configured already; the request middleware writes the access line
         # and alone decides whom X-Forwarded-For is believed from.

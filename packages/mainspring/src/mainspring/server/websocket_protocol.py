@@ -3,8 +3,9 @@
 asyncio's ``transport.close()`` waits until the write buffer has drained. A client that
 never reads never lets it drain, so after a slow-consumer close (1013), a keepalive
 timeout or a shutdown, uvicorn's own protocol would keep its socket, its file descriptor
-and megabytes of kernel buffer forever. Here, closing while writes are paused resets the
-connection (an abort with a zero linger time, so the kernel drops its buffer too).
+and megabytes of kernel buffer forever. Here, closing while data is still waiting to be
+written (asyncio only buffers it when the kernel's buffer is full) resets the connection:
+an abort with a zero linger time, so the kernel drops its buffer too.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ class _AbortWhenStuck:
         self._protocol = protocol
 
     def close(self) -> None:
-        if self._protocol.writable.is_set():
+        if self._protocol.writable.is_set() and not self._transport.get_write_buffer_size():
             self._transport.close()
             return
         sock = self._transport.get_extra_info("socket")

@@ -38,6 +38,7 @@ class MainspringWorker(UvicornWorker):  # type: ignore[misc]
         self.config.timeout_graceful_shutdown = drain_timeout(self.app, self.cfg.graceful_timeout)
         options = run_options(self.app)
         self.config.ws_per_message_deflate = options.ws_deflate
+        self.config.ws_max_size = options.ws_max_size
         server = DrainingServer(self.config, watchdog_threshold=options.watchdog_threshold)
         install_stop_handlers(server)
         # gunicorn asks for a quick stop with SIGQUIT; uvicorn's worker treats it as SIGTERM.
