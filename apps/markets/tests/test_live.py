@@ -114,7 +114,9 @@ def running(name: str) -> dict[str, Any]:
 
 
 async def published(subscriber: Subscriber) -> list[dict[str, Any]]:
-    items = await subscriber.outbox.get() if len(subscriber.outbox) else []
+    items = []
+    while len(subscriber.outbox):  # a writer takes a batch at a time
+        items += await subscriber.outbox.get()
     return [json.loads(item.data) for item in items if isinstance(item, Message)]
 
 

@@ -250,7 +250,9 @@ async def hub() -> AsyncIterator[Hub]:
 async def received(subscriber: Subscriber) -> list[tuple[str, dict[str, Any]]]:
     """What was published to `subscriber` since last asked: (channel, payload) pairs. The
     memory backend delivers at publish, and a tick publishes before it counts as done."""
-    items = await subscriber.outbox.get() if len(subscriber.outbox) else []
+    items = []
+    while len(subscriber.outbox):  # a writer takes a batch at a time
+        items += await subscriber.outbox.get()
     return [(m.channel, json.loads(m.data)) for m in items if isinstance(m, Message)]
 
 
