@@ -5,11 +5,16 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
+from process_support import Runner, free_port
+
+APP = "tests.sample_apps.realtime_app:app"
 
 READ_TIMEOUT = 10.0
 """A bound on waiting for the next event, so a broken stream fails the test, not hangs it."""
@@ -98,3 +103,23 @@ async def eventually(read: Callable[[], Awaitable[Any]], expected: Any, what: st
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what or expected}: still {value}")
         await asyncio.sleep(0.05)
+
+
+@contextmanager
+def realtime_server(tmp_path: Path, env: dict[str, str]) -> Iterator[str]:
+    """The sample real-time app in a `mainspring run` process; its base URL."""
+    runner = Runner(tmp_path)
+    port = free_port()
+    try:
+        runner.wait_serving(runner.start(APP, "--port", str(port), env=env), port)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        runner.stop_all()
+
+
+@asynccontextmanager
+async def stream_client() -> AsyncIterator[httpx.AsyncClient]:
+    """A client for many streams at once: no pool limit, no connection kept for reuse."""
+    limits = httpx.Limits(max_connections=None, max_keepalive_connections=0)
+    async with httpx.AsyncClient(timeout=10, limits=limits) as client:
+        yield client

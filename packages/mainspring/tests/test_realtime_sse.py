@@ -17,7 +17,7 @@ import httpx
 import pytest
 import websockets
 from process_support import Runner, free_port
-from sse_support import EventReader, eventually
+from sse_support import APP, EventReader, eventually, realtime_server, stream_client
 
 from mainspring.clock import ManualClock, settle
 from mainspring.realtime import ChannelPolicy, CloseReason, Message, MessageId
@@ -158,25 +158,16 @@ async def test_a_send_stuck_behind_a_client_that_stopped_reading_does_not_hold_s
 
 # -- a real server -----------------------------------------------------------------------
 
-APP = "tests.sample_apps.realtime_app:app"
-
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    runner = Runner(tmp_path_factory.mktemp("sse"))
-    port = free_port()
-    try:
-        process = runner.start(APP, "--port", str(port), env={"SSE_KEEPALIVE": "0.2"})
-        runner.wait_serving(process, port)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        runner.stop_all()
+    with realtime_server(tmp_path_factory.mktemp("sse"), {"SSE_KEEPALIVE": "0.2"}) as url:
+        yield url
 
 
 @pytest.fixture
 async def client() -> AsyncIterator[httpx.AsyncClient]:
-    limits = httpx.Limits(max_connections=None, max_keepalive_connections=0)
-    async with httpx.AsyncClient(timeout=10, limits=limits) as client:
+    async with stream_client() as client:
         yield client
 
 

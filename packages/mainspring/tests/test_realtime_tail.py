@@ -14,9 +14,8 @@ from typing import Any, TypeVar
 
 import httpx
 import pytest
-from process_support import Runner, free_port
 from prometheus_client import CollectorRegistry
-from sse_support import EventReader, eventually
+from sse_support import EventReader, eventually, realtime_server, stream_client
 
 from mainspring.clock import ManualClock, settle
 from mainspring.realtime import (
@@ -291,8 +290,6 @@ async def test_lines_that_are_not_json_arrive_as_strings(root: TailRoot) -> None
 
 # -- a real server -----------------------------------------------------------------------
 
-APP = "tests.sample_apps.realtime_app:app"
-
 
 @pytest.fixture(scope="module")
 def tail_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -301,20 +298,14 @@ def tail_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory, tail_root: Path) -> Iterator[str]:
-    runner = Runner(tmp_path_factory.mktemp("run"))
-    port = free_port()
     env = {"TAIL_ROOT": str(tail_root), "TAIL_POLL": "0.05", "SSE_KEEPALIVE": "0.2"}
-    try:
-        runner.wait_serving(runner.start(APP, "--port", str(port), env=env), port)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        runner.stop_all()
+    with realtime_server(tmp_path_factory.mktemp("run"), env) as url:
+        yield url
 
 
 @pytest.fixture
 async def client() -> AsyncIterator[httpx.AsyncClient]:
-    limits = httpx.Limits(max_connections=None, max_keepalive_connections=0)
-    async with httpx.AsyncClient(timeout=10, limits=limits) as client:
+    async with stream_client() as client:
         yield client
 
 

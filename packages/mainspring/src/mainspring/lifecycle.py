@@ -7,6 +7,7 @@ service failed calls :func:`request_exit` so the runner exits non-zero.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import threading
@@ -36,6 +37,17 @@ def on_draining(callback: Callable[[], None]) -> Callable[[], None]:
     """
     _on_draining.append(callback)
     return lambda: _on_draining.remove(callback) if callback in _on_draining else None
+
+
+def on_draining_in_loop(callback: Callable[[], None]) -> Callable[[], None]:
+    """Like :func:`on_draining`, but `callback` runs on the calling event loop, not in the
+    signal handler; returns the function that unhooks it."""
+    loop = asyncio.get_running_loop()
+
+    def hand_over() -> None:
+        loop.call_soon_threadsafe(callback)
+
+    return on_draining(hand_over)
 
 
 def is_draining() -> bool:

@@ -92,12 +92,9 @@ class Hub(Resource):
 
     async def open(self) -> None:
         await self.backend.open()
-        loop = asyncio.get_running_loop()
-
-        def drain() -> None:
-            loop.call_soon_threadsafe(self.close_all, CloseReason.SHUTDOWN)
-
-        self._unhook_drain = lifecycle.on_draining(drain)
+        self._unhook_drain = lifecycle.on_draining_in_loop(
+            lambda: self.close_all(CloseReason.SHUTDOWN)
+        )
 
     async def close(self) -> None:
         if self._unhook_drain is not None:

@@ -97,12 +97,9 @@ class TailRoot(Resource):
 
     async def open(self) -> None:
         await self.check()
-        loop = asyncio.get_running_loop()
-
-        def drain() -> None:
-            loop.call_soon_threadsafe(self._end_all, CloseReason.SHUTDOWN)
-
-        self._unhook_drain = lifecycle.on_draining(drain)
+        self._unhook_drain = lifecycle.on_draining_in_loop(
+            lambda: self._end_all(CloseReason.SHUTDOWN)
+        )
 
     async def close(self) -> None:
         if self._unhook_drain is not None:
