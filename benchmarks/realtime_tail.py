@@ -167,7 +167,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--followers", type=int, default=1000)
     parser.add_argument("--rate", type=float, default=100.0, help="lines per second")
     parser.add_argument("--duration", type=float, default=10.0, help="seconds of writing")
-    parser.add_argument("--poll", type=float, default=0.25, help="poll interval of both tails")
+    parser.add_argument("--poll", type=float, default=0.1, help="poll interval of both tails")
     parser.add_argument("--follow", type=int, metavar="PORT", help=argparse.SUPPRESS)
     parser.add_argument("--lines", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)

@@ -46,7 +46,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             await rt.open(
                 TailRoot(
                     TAIL_ROOT,
-                    poll_interval=float(os.environ.get("TAIL_POLL", "0.25")),
+                    poll_interval=float(os.environ.get("TAIL_POLL", "0.1")),
                     wait_timeout=float(os.environ.get("TAIL_WAIT", "60")),
                 )
             )

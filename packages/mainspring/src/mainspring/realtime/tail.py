@@ -75,7 +75,7 @@ class TailRoot(Resource):
         self,
         root: str | Path,
         *,
-        poll_interval: float = 0.25,
+        poll_interval: float = 0.1,
         wait_timeout: float = 60.0,
         policy: ChannelPolicy | None = None,
         clock: Clock | None = None,
