@@ -275,7 +275,8 @@ class Subscriber:
             raise
         if ack is not None:
             self.outbox.put_control(ack)
-        self.outbox.release(channel, [missed] if isinstance(missed, Resync) else missed, policy)
+        replay = [missed] if isinstance(missed, Resync) else missed
+        self.outbox.release(channel, replay, policy, after=last_id)
 
     async def unsubscribe(self, channel: str) -> None:
         if channel in self.channels:

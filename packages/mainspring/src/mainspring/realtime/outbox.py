@@ -133,10 +133,18 @@ class Outbox:
         """Keep live messages of `channel` aside while its missed messages are fetched."""
         self._held.setdefault(channel, [])
 
-    def release(self, channel: str, replay: Sequence[Item], policy: ChannelPolicy) -> None:
-        """Queue `replay`, then the held live messages not already in it, in order."""
+    def release(
+        self,
+        channel: str,
+        replay: Sequence[Item],
+        policy: ChannelPolicy,
+        after: MessageId | None = None,
+    ) -> None:
+        """Queue `replay`, then the held live messages not already in it or at or before
+        `after` (the client's resume point), in order. With several processes a live
+        message can arrive here after the client already had it from history."""
         held = self._held.pop(channel, [])
-        last = max((i for i in map(_last_id, replay) if i is not None), default=None)
+        last = max((i for i in map(_last_id, replay) if i is not None), default=after)
         for item in replay:
             if isinstance(item, Message):
                 self.put(item, policy)
