@@ -14,9 +14,6 @@ from mainspring.resources.database import Database
 from markets.db.models import (
     Game,
     GameStatus,
-    ImportRun,
-    ImportState,
-    League,
     Market,
     MarketEvent,
     MarketState,
@@ -27,6 +24,7 @@ from markets.db.models import (
 from markets.db.store import as_utc, open_market, open_markets, upsert_game, upsert_games
 from markets.db.transitions import apply_game_state, apply_games_state
 from markets.espn.model import ParsedGame
+from markets.importer import create_import
 
 Board = Callable[[str], list[ParsedGame]]
 Final = Callable[[ParsedGame, int, int], ParsedGame]
@@ -87,21 +85,12 @@ async def test_open_markets_twice_opens_each_market_once(
     database: Database, sample_games: Board
 ) -> None:
     board = sample_games(MIXED)
+    run_id = await create_import(
+        database, "mlb", date(2025, 6, 4), date(2025, 6, 4), requested_by="admin"
+    )
     async with database.session() as session:
-        mlb = await session.scalar(select(League.id).where(League.code == "mlb"))
-        assert mlb is not None
-        run = ImportRun(
-            league_id=mlb,
-            requested_by="admin",
-            start_date=date(2025, 6, 4),
-            end_date=date(2025, 6, 4),
-            state=ImportState.RUNNING,
-            dates_total=1,
-        )
-        session.add(run)
-        await session.flush()
         games = await upsert_games(session, board, now=T0)
-        assert len(await open_markets(session, games, run.id, now=T0)) == len(board)
+        assert len(await open_markets(session, games, run_id, now=T0)) == len(board)
     later = T0 + timedelta(hours=6)
     async with database.session() as session:
         games = await upsert_games(session, board, now=later)
@@ -113,7 +102,7 @@ async def test_open_markets_twice_opens_each_market_once(
         events = (await session.scalars(select(MarketEvent))).all()
         markets = {m.id: m.game_id for m in await session.scalars(select(Market))}
     assert sorted(e.espn_event_id for e in sightings) == sorted(g.espn_event_id for g in board)
-    assert all(e.import_run_id == run.id for e in sightings)
+    assert all(e.import_run_id == run_id for e in sightings)
     assert all(as_utc(e.first_seen) == T0 and as_utc(e.last_seen) == later for e in sightings)
     assert {e.market_id for e in sightings} == set(markets)
     assert sorted((e.market_id, e.kind, e.from_state) for e in events) == [

@@ -13,8 +13,6 @@ from mainspring.resources.database import Database
 from markets.db.models import (
     Game,
     GameStatus,
-    ImportRun,
-    ImportState,
     League,
     Market,
     MarketEvent,
@@ -24,6 +22,7 @@ from markets.db.models import (
 )
 from markets.db.store import as_utc, ensure_leagues, open_market, upsert_game
 from markets.espn.model import ParsedGame, ParsedTeam
+from markets.importer import create_import
 
 GameFactory = Callable[..., ParsedGame]
 T0 = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
@@ -91,21 +90,12 @@ async def test_an_unknown_league_is_refused(database: Database, make_game: GameF
 async def test_open_market_twice_opens_one_market(
     database: Database, make_game: GameFactory
 ) -> None:
+    run_id = await create_import(
+        database, "mlb", date(2025, 6, 1), date(2025, 6, 1), requested_by="admin"
+    )
     async with database.session() as session:
-        mlb = await session.scalar(select(League.id).where(League.code == "mlb"))
-        assert mlb is not None
-        run = ImportRun(
-            league_id=mlb,
-            requested_by="admin",
-            start_date=date(2025, 6, 1),
-            end_date=date(2025, 6, 1),
-            state=ImportState.RUNNING,
-            dates_total=1,
-        )
-        session.add(run)
-        await session.flush()
         game = await upsert_game(session, make_game())
-        assert await open_market(session, game, run.id, now=T0) is True
+        assert await open_market(session, game, run_id, now=T0) is True
     async with database.session() as session:
         game = await upsert_game(session, make_game())
         assert await open_market(session, game, None, now=T0 + timedelta(hours=6)) is False
@@ -120,7 +110,7 @@ async def test_open_market_twice_opens_one_market(
         "Who wins COL @ MIA?",
     )
     assert (seen.market_id, seen.espn_event_id) == (market.id, "401695827")
-    assert seen.import_run_id == run.id
+    assert seen.import_run_id == run_id
     assert (as_utc(seen.first_seen), as_utc(seen.last_seen)) == (T0, T0 + timedelta(hours=6))
     assert [(e.market_id, e.kind, e.from_state) for e in events] == [
         (market.id, MarketState.OPEN, None)
