@@ -5,7 +5,7 @@ PYTHON ?= python3
 UV := $(shell command -v uv 2>/dev/null || echo "$(PYTHON) -m uv")
 PORT ?= 8000
 
-.PHONY: setup demo test lint bench
+.PHONY: setup demo test test-faults lint bench
 
 setup:
 	@command -v uv >/dev/null 2>&1 || $(PYTHON) -m uv --version >/dev/null 2>&1 \
@@ -18,6 +18,9 @@ demo: setup
 
 test: setup
 	$(UV) run pytest
+
+test-faults: setup
+	MAINSPRING_FAULTS=full $(UV) run pytest -m faults
 
 lint: setup
 	$(UV) run ruff check .
