@@ -20,13 +20,16 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from mainspring import MainspringSettings, Runtime, Service, load_settings, loop, setting, use
 from mainspring.observability import instrument
 from mainspring.resources import Database, DbSession, HttpClient
+from mainspring.urls import DatabaseUrl, HttpUrl
 
 
 class Settings(MainspringSettings):
+    """`EXAMPLE_*` variables; the runtime's own keep their `MAINSPRING_*` names."""
+
     model_config = SettingsConfigDict(env_prefix="EXAMPLE_", extra="ignore")
 
-    database_url: str = "sqlite:///./var/example.db"
-    weather_url: str | None = None
+    database_url: DatabaseUrl = "sqlite:///./var/example.db"
+    weather_url: HttpUrl | None = None
     """An upstream to poll; the weather service stays disabled without it."""
 
 

@@ -43,10 +43,11 @@ def test_a_bad_value_names_its_variable(monkeypatch: pytest.MonkeyPatch) -> None
     assert "; SCORES_LIVE_INTERVAL:" in str(caught.value)
 
 
-def test_overrides_use_the_variable_names_and_others_are_refused() -> None:
+def test_overrides_use_field_or_variable_names_and_others_are_refused() -> None:
     settings = load_settings(
         MarketsSettings, database_url="sqlite://", MAINSPRING_SHUTDOWN_TIMEOUT=2
     )
     assert (settings.database_url, settings.shutdown_timeout) == ("sqlite://", 2)
-    with pytest.raises(ConfigError, match="SHUTDOWN_TIMEOUT: Extra inputs are not permitted"):
-        load_settings(MarketsSettings, shutdown_timeout=2)
+    assert load_settings(MarketsSettings, shutdown_timeout=3).shutdown_timeout == 3
+    with pytest.raises(ConfigError, match="SHUTDOWN_TIMEOUTS: Extra inputs are not permitted"):
+        load_settings(MarketsSettings, shutdown_timeouts=2)

@@ -1,39 +1,30 @@
 """The markets service's settings: its own variables unprefixed, the runtime's as MAINSPRING_*.
 
 `MarketsSettings` is a `MainspringSettings`, so it goes straight to `Runtime`. Its own fields
-are read from plain names (``DATABASE_URL``, ``NBA_AUTO_IMPORT_ENABLED``...), while the inherited
-runtime fields keep their ``MAINSPRING_`` names through an alias. Overrides in code use those
-same names: ``load_settings(MarketsSettings, database_url=..., MAINSPRING_APP_NAME=...)``;
+are read from plain names (``DATABASE_URL``, ``NBA_AUTO_IMPORT_ENABLED``...); the inherited
+runtime fields keep their ``MAINSPRING_`` names. An empty variable counts as unset, and every
+URL is checked when the settings load. Overrides in code use field names (or the runtime's
+variable names): ``load_settings(MarketsSettings, database_url=..., shutdown_timeout=...)``;
 anything else is rejected rather than silently ignored.
 """
 
 from __future__ import annotations
 
-from pydantic import AliasGenerator, Field
+from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from mainspring.settings import MainspringSettings
-
-
-def _variable(field: str) -> str:
-    """The environment variable behind `field` (matched case-insensitively)."""
-    if field in MainspringSettings.model_fields:
-        return f"MAINSPRING_{field.upper()}"
-    return field
+from mainspring.urls import DatabaseUrl, HttpUrl, RedisUrl
 
 
 class MarketsSettings(MainspringSettings):
     """Load with `mainspring.load_settings(MarketsSettings)` for one clear error line."""
 
-    model_config = SettingsConfigDict(
-        env_prefix="",
-        extra="forbid",
-        alias_generator=AliasGenerator(validation_alias=_variable),
-    )
+    model_config = SettingsConfigDict(env_prefix="", extra="forbid")
 
-    database_url: str = "sqlite:///./var/markets.db"
+    database_url: DatabaseUrl = "sqlite:///./var/markets.db"
     """SQLite by default; a ``postgresql://`` URL for a server."""
-    espn_base_url: str = "https://site.api.espn.com"
+    espn_base_url: HttpUrl = "https://site.api.espn.com"
     """Point at `markets replay-feed` to run without the internet."""
     nba_auto_import_enabled: bool = False
     mlb_auto_import_enabled: bool = False
@@ -46,5 +37,5 @@ class MarketsSettings(MainspringSettings):
     lookahead_days: int = Field(default=7, ge=0, le=60)
     import_concurrency: int = Field(default=8, ge=1, le=64)
     """Dates fetched at once by an import."""
-    redis_url: str | None = None
+    redis_url: RedisUrl | None = None
     """Where the live channels meet across workers; unset, they live in this process."""

@@ -15,6 +15,7 @@ from mainspring.server.logs import LogFormat, LogLevel, LogOptions
 from mainspring.server.options import DEFAULT_WATCHDOG_THRESHOLD, RunOptions
 from mainspring.server.runner import run as run_app
 from mainspring.server.status import StatusError, fetch_status, render_status
+from mainspring.urls import MAX_PORT
 
 cli = typer.Typer(
     name="mainspring",
@@ -43,7 +44,9 @@ def check_networks(values: list[str] | None) -> list[str]:
 def run(
     app: Annotated[str, typer.Argument(help='The app as "module:attribute".')],
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    port: Annotated[
+        int, typer.Option(min=0, max=MAX_PORT, help="Port to listen on (0: any free port).")
+    ] = 8000,
     workers: Annotated[int, typer.Option(min=1, help="Worker processes (gunicorn when > 1).")] = 1,
     reload: Annotated[bool, typer.Option(help="Restart on code changes (development).")] = False,
     takeover: Annotated[
@@ -87,7 +90,7 @@ def run(
         int | None,
         typer.Option(
             min=1,
-            max=65535,
+            max=MAX_PORT,
             help="Also serve /metrics of all workers on 127.0.0.1:PORT, without authentication.",
         ),
     ] = None,

@@ -31,7 +31,7 @@ from mainspring.services.policy import RestartMode, RestartPolicy
 from mainspring.services.state import ServiceStatus
 from mainspring.services.supervisor import ServiceSpec, StatusListener, Supervisor
 from mainspring.services.tasks import TaskSet
-from mainspring.settings import MainspringSettings, load_settings
+from mainspring.settings import MainspringSettings, load_settings, variable_name
 from mainspring.status import process_status, readiness
 
 log = structlog.get_logger("mainspring.runtime")
@@ -60,9 +60,9 @@ class Gate:
 
 
 def setting(settings: BaseSettings, field: str) -> Gate:
-    """Gate a service on a setting; when it is falsy the reason names its env var."""
-    prefix = str(settings.model_config.get("env_prefix") or "")
-    return Gate(getattr(settings, field), f"{(prefix + field).upper()} is not set")
+    """Gate a service on a setting; when it is falsy the reason names the variable that
+    sets it (an empty variable counts as unset)."""
+    return Gate(getattr(settings, field), f"{variable_name(type(settings), field)} is not set")
 
 
 @dataclass

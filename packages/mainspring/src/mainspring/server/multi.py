@@ -9,6 +9,7 @@ from gunicorn.app.base import BaseApplication  # type: ignore[import-untyped]
 from uvicorn.importer import import_from_string
 
 from mainspring.observability.metrics import mark_worker_dead
+from mainspring.server.config_guard import ConfigErrorGuard
 from mainspring.server.exitcodes import EXIT_APP_ERROR
 from mainspring.server.logs import GunicornLogger
 from mainspring.server.metrics_port import MetricsPort
@@ -16,6 +17,7 @@ from mainspring.server.options import RunOptions
 
 WORKER_CLASS = "mainspring.server.worker.MainspringWorker"
 GUNICORN_APP_LOAD_ERROR = 4
+"""A worker exiting with this makes gunicorn's arbiter halt; the runner then exits 2."""
 
 
 class MainspringApplication(BaseApplication):  # type: ignore[misc]
@@ -54,7 +56,7 @@ class MainspringApplication(BaseApplication):  # type: ignore[misc]
             self.cfg.set(key, value)
 
     def load(self) -> Any:
-        return import_from_string(self.run_options.app)
+        return ConfigErrorGuard(import_from_string(self.run_options.app))
 
     def when_ready(self, arbiter: Any) -> None:
         """The master reads every worker's metrics files, so it serves the metrics port."""

@@ -11,6 +11,7 @@ import uvicorn
 
 from mainspring.observability.metrics import multiprocess_metrics
 from mainspring.server import takeover
+from mainspring.server.config_guard import ConfigErrorGuard
 from mainspring.server.exitcodes import EXIT_APP_ERROR, StartError
 from mainspring.server.loader import load_app
 from mainspring.server.metrics_port import MetricsPort
@@ -80,8 +81,9 @@ def _run(options: RunOptions, cleanup: ExitStack) -> int:
             stop_timeout=math.ceil(options.graceful_timeout + shutdown_timeout + STOP_MARGIN),
             metrics_port=metrics_port,
         )
+    guarded = ConfigErrorGuard(app)
     config = uvicorn.Config(
-        options.app if options.reload else app,
+        options.app if options.reload else guarded,
         lifespan="on",
         reload=options.reload,
         timeout_graceful_shutdown=options.graceful_timeout,
@@ -100,4 +102,9 @@ def _run(options: RunOptions, cleanup: ExitStack) -> int:
         )
     if metrics_port is not None:
         metrics_port.start()
-    return serve(config, [sock], watchdog_threshold=options.watchdog_threshold)
+    try:
+        return serve(config, [sock], watchdog_threshold=options.watchdog_threshold)
+    except SystemExit:  # uvicorn's own exit when the lifespan failed to start
+        if guarded.error is None:
+            raise
+        raise StartError(f"{options.app}: {guarded.error}", EXIT_APP_ERROR) from None

@@ -12,7 +12,8 @@ from typing import Any
 
 from uvicorn_worker import UvicornWorker  # type: ignore[import-untyped]
 
-from mainspring.server.multi import MainspringApplication
+from mainspring.server.config_guard import ConfigErrorGuard
+from mainspring.server.multi import GUNICORN_APP_LOAD_ERROR, MainspringApplication
 from mainspring.server.options import RunOptions
 from mainspring.server.single import DrainingServer, exit_code, install_stop_handlers
 
@@ -43,7 +44,14 @@ class MainspringWorker(UvicornWorker):  # type: ignore[misc]
         install_stop_handlers(server)
         # gunicorn asks for a quick stop with SIGQUIT; uvicorn's worker treats it as SIGTERM.
         signal.signal(signal.SIGQUIT, server.handle_exit)
-        server.run(sockets=self.sockets)
+        try:
+            server.run(sockets=self.sockets)
+        except SystemExit:  # uvicorn's own exit when the lifespan failed to start
+            if isinstance(self.wsgi, ConfigErrorGuard) and self.wsgi.error is not None:
+                # Every worker would fail alike: halt the arbiter; the runner exits 2.
+                print(f"mainspring: {options.app}: {self.wsgi.error}", file=sys.stderr)
+                sys.exit(GUNICORN_APP_LOAD_ERROR)
+            raise
         sys.exit(exit_code(server))
 
 

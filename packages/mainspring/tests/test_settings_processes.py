@@ -1,0 +1,76 @@
+"""Settings under a real `mainspring run`: a prefixed settings subclass still reads the
+runtime's MAINSPRING_* variables, an empty variable is unset, and a bad URL found in the
+lifespan is one line naming the variable and exit code 2, with one worker or several."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import httpx
+import pytest
+from process_support import ROOT, STARTUP_DEADLINE, Runner, free_port
+from typer.testing import CliRunner
+
+from mainspring.cli import cli
+from mainspring.server.exitcodes import EXIT_APP_ERROR
+
+APP = "tests.sample_apps.prefixed_settings_app:app"
+
+
+def test_a_prefixed_subclass_still_honours_the_admin_token(runner: Runner) -> None:
+    port = free_port()
+    env = {"MAINSPRING_ADMIN_TOKEN": "s3cret-admin", "SAMPLE_POLL_ENABLED": ""}
+    runner.wait_serving(runner.start(APP, "--port", str(port), env=env), port)
+    base = f"http://127.0.0.1:{port}"
+    for path in ("/debug/status", "/metrics"):
+        assert httpx.get(base + path, timeout=5).status_code == 401, path
+    answer = httpx.get(
+        base + "/debug/status", headers={"Authorization": "Bearer s3cret-admin"}, timeout=5
+    )
+    assert answer.status_code == 200
+    poller = next(s for s in answer.json()["services"] if s["name"] == "poller")
+    assert (poller["state"], poller["reason"]) == ("disabled", "SAMPLE_POLL_ENABLED is not set")
+
+
+def config_failure(args: list[str], env: dict[str, str]) -> str:
+    """Run `mainspring run ARGS` expecting exit 2; its one plain (non-log) stderr line."""
+    result = subprocess.run(
+        [sys.executable, "-m", "mainspring.cli", "run", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=STARTUP_DEADLINE,
+    )
+    assert result.returncode == EXIT_APP_ERROR, result.stderr
+    assert "Traceback" not in result.stderr
+    plain = {line for line in result.stderr.splitlines() if not line.startswith("{")}
+    assert len(plain) == 1, result.stderr  # several workers print the same line
+    (line,) = plain
+    assert line.startswith("mainspring: ")
+    return line
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_bad_url_read_in_the_lifespan_is_one_line_and_exit_2(
+    runner: Runner, workers: int
+) -> None:
+    env = {
+        **runner.env,
+        "SAMPLE_DATABASE_URL": "postgresql://app:hunter2@127.0.0.1:99999/app",
+        "SAMPLE_UPSTREAM_URL": "ftp://feed.example",
+        "SAMPLE_REDIS_URL": "",
+    }
+    args = [APP, "--port", str(free_port()), "--workers", str(workers)]
+    line = config_failure(args, env)
+    assert "SAMPLE_DATABASE_URL: port 99999 is out of range" in line
+    assert "SAMPLE_UPSTREAM_URL: not an HTTP URL" in line
+    assert "hunter2" not in line
+
+
+def test_a_port_out_of_range_is_refused_with_exit_2() -> None:
+    result = CliRunner().invoke(cli, ["run", APP, "--port", "99999"])
+    assert result.exit_code == EXIT_APP_ERROR
+    assert "--port" in result.output
+    assert "65535" in result.output
