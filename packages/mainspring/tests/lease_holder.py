@@ -16,7 +16,7 @@ import sys
 from mainspring.leases import (
     LeaseBackend,
     RedisLeaseBackend,
-    default_holder_id,
+    holder_id,
     lease_backend_from_url,
 )
 
@@ -30,7 +30,7 @@ def backend_for(url: str, namespace: str, ttl: float) -> LeaseBackend:
 async def hold(url: str, namespace: str, name: str, ttl: float, lifetime: float) -> int:
     backend = backend_for(url, namespace, ttl)
     try:
-        lease = await backend.try_acquire(name, default_holder_id())
+        lease = await backend.try_acquire(name, holder_id("lease-holder", namespace))
         if lease is None:
             print("busy", flush=True)
             return 1

@@ -42,18 +42,22 @@ class Runner:
         self.env = {**os.environ, "MAINSPRING_PIDFILE_DIR": str(tmp_path / "pids")}
         self.started: list[tuple[subprocess.Popen[bytes], Path]] = []
 
-    def start(self, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
-        """`mainspring run ARGS...` from packages/mainspring, its output kept in a log file."""
-        return self.spawn([sys.executable, "-m", "mainspring.cli", "run", *args], env=env)
+    def start(
+        self, *args: str, env: dict[str, str] | None = None, cwd: Path = ROOT
+    ) -> subprocess.Popen[bytes]:
+        """`mainspring run ARGS...` from `cwd` (packages/mainspring, from which the sample
+        apps import, unless told otherwise), its output kept in a log file."""
+        command = [sys.executable, "-m", "mainspring.cli", "run", *args]
+        return self.spawn(command, env=env, cwd=cwd)
 
     def spawn(
-        self, command: list[str], env: dict[str, str] | None = None
+        self, command: list[str], env: dict[str, str] | None = None, cwd: Path = ROOT
     ) -> subprocess.Popen[bytes]:
         log = self.tmp_path / f"run-{len(self.started)}.log"
         with log.open("wb") as out:
             process = subprocess.Popen(
                 command,
-                cwd=ROOT,
+                cwd=cwd,
                 env={**self.env, **(env or {})},
                 stdout=out,
                 stderr=subprocess.STDOUT,

@@ -12,6 +12,7 @@ from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
 from mainspring import MainspringSettings, Runtime, Service, loop, use
+from mainspring.leases import lease_namespace
 from mainspring.resources.base import Resource
 
 
@@ -96,7 +97,11 @@ def test_ready_is_503_when_a_critical_resource_fails_its_check(local: TestClient
 
 def test_status_lists_resources_and_services(local: TestClient) -> None:
     body = local.get("/debug/status").json()
-    assert body["app"] == {"name": "probe", "version": "1.2.3"}
+    assert body["app"] == {
+        "name": "probe",
+        "version": "1.2.3",
+        "lease_namespace": lease_namespace("probe", None),
+    }
     assert body["ready"]["ready"] is True
     assert body["resources"] == [{"name": "pool", "state": "open", "critical": True, "error": None}]
     services = {s["name"]: s for s in body["services"]}

@@ -142,10 +142,11 @@ async def test_unsafe_names_stay_inside_the_directory(backend: FileLeaseBackend)
 
 
 async def test_standby_takes_over_when_the_holder_process_dies(tmp_path: Path) -> None:
-    backend = FileLeaseBackend(tmp_path)
+    backend = lease_backend_from_url(str(tmp_path), "ns")
     async with holder_process(str(tmp_path), "ns", "svc") as (proc, token):
         assert await backend.try_acquire("svc", "standby") is None
-        assert await backend.holder("svc") == f"{socket.gethostname()}:{proc.pid}"
+        holder = f"{socket.gethostname()}:{proc.pid} (lease-holder, namespace ns)"
+        assert await backend.holder("svc") == holder
         proc.kill()
         await proc.wait()
         lease = await acquire_within(backend, "svc", "standby")
@@ -163,10 +164,13 @@ async def test_backend_from_url() -> None:
 
     plain = lease_backend_from_url("/var/lib/leases", "ns")
     assert isinstance(plain, FileLeaseBackend)
-    assert plain.directory == Path("/var/lib/leases")
+    assert plain.directory == Path("/var/lib/leases/ns")
     file_url = lease_backend_from_url("file:///var/lib/leases", "ns")
     assert isinstance(file_url, FileLeaseBackend)
-    assert file_url.directory == Path("/var/lib/leases")
+    assert file_url.directory == Path("/var/lib/leases/ns")
+    unsafe = lease_backend_from_url("/var/lib/leases", "../Markets API")
+    assert isinstance(unsafe, FileLeaseBackend)
+    assert unsafe.directory.parent == Path("/var/lib/leases")
 
     for url in ("redis://127.0.0.1:1/0", "rediss://127.0.0.1:1/0"):
         redis_backend = lease_backend_from_url(url, "ns")

@@ -156,7 +156,8 @@ async def test_standby_takes_over_when_the_holder_process_dies(pg_url: str, name
     backend = PostgresLeaseBackend(pg_url, namespace)
     async with holder_process(pg_url, namespace, "svc") as (proc, token):
         assert await backend.try_acquire("svc", "standby") is None
-        assert await backend.holder("svc") == f"{socket.gethostname()}:{proc.pid}"
+        holder = f"{socket.gethostname()}:{proc.pid} (lease-holder, namespace {namespace})"
+        assert await backend.holder("svc") == holder
         proc.kill()
         await proc.wait()
         lease = await acquire_within(backend, "svc", "standby")

@@ -233,7 +233,8 @@ async def test_standby_takes_over_when_the_holder_process_dies(
     backend = RedisLeaseBackend(redis_url, namespace, ttl=1.0)
     async with holder_process(redis_url, namespace, "svc", "--ttl", "2.0") as (proc, token):
         assert await backend.try_acquire("svc", "standby") is None
-        assert await backend.holder("svc") == f"{socket.gethostname()}:{proc.pid}"
+        holder = f"{socket.gethostname()}:{proc.pid} (lease-holder, namespace {namespace})"
+        assert await backend.holder("svc") == holder
         proc.kill()
         await proc.wait()
         lease = await acquire_within(backend, "svc", "standby")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import socket
 import time
 import uuid
 
@@ -26,7 +27,8 @@ def state_of(port: int) -> str:
 
 def take_over(runner: Runner, lease_url: str) -> tuple[float, int, int]:
     """Start two instances, SIGKILL the holder; return (seconds to takeover, old token, new)."""
-    env = {"MAINSPRING_LEASE_URL": lease_url, "MAINSPRING_APP_NAME": f"t-{uuid.uuid4().hex}"}
+    app = f"t-{uuid.uuid4().hex}"
+    env = {"MAINSPRING_LEASE_URL": lease_url, "MAINSPRING_APP_NAME": app}
     ports = [free_port(), free_port()]
     processes = [
         runner.start("tests.sample_apps.singleton_app:app", "--port", str(port), env=env)
@@ -46,8 +48,7 @@ def take_over(runner: Runner, lease_url: str) -> tuple[float, int, int]:
     standby_state, seen_holder, _ = leader_state(ports[standby])
     assert standby_state == "standby"
     assert seen_holder == holder_name
-    assert holder_name is not None
-    assert holder_name.endswith(f":{pids[holder]}")
+    assert holder_name == f"{socket.gethostname()}:{pids[holder]} ({app}, namespace {app})"
     assert old_token is not None
 
     processes[holder].send_signal(signal.SIGKILL)
@@ -55,8 +56,7 @@ def take_over(runner: Runner, lease_url: str) -> tuple[float, int, int]:
     wait_for(lambda: state_of(ports[standby]) == "running", TAKEOVER_DEADLINE, "takeover")
     took = time.monotonic() - killed_at
     _, new_holder, new_token = leader_state(ports[standby])
-    assert new_holder is not None
-    assert new_holder.endswith(f":{pids[standby]}")
+    assert new_holder == f"{socket.gethostname()}:{pids[standby]} ({app}, namespace {app})"
     assert new_token is not None
     return took, old_token, new_token
 

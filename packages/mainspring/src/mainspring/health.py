@@ -47,15 +47,18 @@ async def debug_status(rt: RuntimeDep) -> dict[str, Any]:
 
 
 def require_admin(request: Request, token: str | None) -> None:
-    """Bearer `token` in constant time; with no token configured, loopback clients only
-    (and not through a proxy)."""
+    """Bearer `token` in constant time; with no token configured, loopback clients only,
+    and only when the request carries no proxy header of any kind."""
     if token is None:
         host = request.client.host if request.client else ""
         # A reverse proxy on the same host makes every client look local: what it
-        # forwards is not a local operator.
-        proxied = "x-forwarded-for" in request.headers or "forwarded" in request.headers
+        # forwards is not a local operator, whichever header it uses to say so.
+        proxied = any(is_proxy_header(name) for name in request.headers)
         if proxied or not _is_loopback(host):
-            raise HTTPException(403, "set MAINSPRING_ADMIN_TOKEN to read this from another host")
+            raise HTTPException(
+                403,
+                "set MAINSPRING_ADMIN_TOKEN to use this from another host or through a proxy",
+            )
         return
     scheme, _, presented = request.headers.get("authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not presented:
@@ -68,6 +71,48 @@ def require_admin(request: Request, token: str | None) -> None:
         raise HTTPException(
             401, "the admin token is not valid", headers={"WWW-Authenticate": "Bearer"}
         )
+
+
+PROXY_HEADERS = frozenset(
+    {
+        "forwarded",
+        "via",
+        "client-ip",
+        "x-real-ip",
+        "x-client-ip",
+        "true-client-ip",
+        "x-cluster-client-ip",
+        "x-proxyuser-ip",
+        "x-originating-ip",
+        "x-remote-ip",
+        "x-remote-addr",
+        "x-host",
+    }
+)
+"""Headers that proxies, load balancers and CDNs add to say whom they forward."""
+PROXY_HEADER_PREFIXES = (
+    "x-forwarded",
+    "x-original-",
+    "x-envoy-",
+    "x-amzn-",
+    "x-appengine-",
+    "x-azure-",
+    "cf-",
+    "fastly-",
+    "akamai-",
+)
+PROXY_HEADER_SUFFIXES = ("-client-ip", "-connecting-ip", "-real-ip", "-forwarded-for")
+
+
+def is_proxy_header(name: str) -> bool:
+    """Whether a request header (lower-case name) shows that a proxy passed the request on:
+    those above, or any X-Forwarded*, X-Original-*, X-Envoy-*, X-Azure-*, CF-*... header,
+    or any ending in -Client-IP, -Connecting-IP, -Real-IP or -Forwarded-For."""
+    return (
+        name in PROXY_HEADERS
+        or name.startswith(PROXY_HEADER_PREFIXES)
+        or name.endswith(PROXY_HEADER_SUFFIXES)
+    )
 
 
 def _is_loopback(host: str) -> bool:

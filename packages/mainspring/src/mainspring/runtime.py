@@ -21,7 +21,7 @@ from mainspring import lifecycle
 from mainspring.clock import Clock, SystemClock
 from mainspring.dependencies import RUNTIME_STATE_KEY, ServiceUnavailable
 from mainspring.health import router as health_router
-from mainspring.leases import LeaseBackend, default_holder_id, lease_backend_from_url
+from mainspring.leases import LeaseBackend, holder_id, lease_backend_from_url, lease_namespace
 from mainspring.observability.metrics import runtime_metrics
 from mainspring.observability.metrics_router import metrics_router
 from mainspring.observability.tracing import Tracing, setup_tracing
@@ -94,6 +94,9 @@ class Runtime:
         self.settings = settings or load_settings(MainspringSettings)
         self.clock: Clock = clock or SystemClock()
         self.namespace = self.settings.app_name or (app.title if app else "mainspring")
+        """The app's name in logs, traces and status."""
+        self.lease_namespace = lease_namespace(self.namespace, self.settings.lease_url)
+        """What keeps this deployment's singleton leases apart from any other's."""
         self.started_at = self.clock.time()
         self._lease_backend = lease_backend
         self._owns_lease_backend = lease_backend is None
@@ -106,7 +109,7 @@ class Runtime:
             clock=self.clock,
             tasks=self._tasks,
             leases=self._leases,
-            holder_id=default_holder_id(),
+            holder_id=holder_id(self.namespace, self.lease_namespace),
             on_fatal=self._fatal,
             rng=rng or random.Random(),
             metrics=runtime_metrics(),
@@ -276,7 +279,9 @@ class Runtime:
 
     def _leases(self) -> LeaseBackend:
         if self._lease_backend is None:
-            self._lease_backend = lease_backend_from_url(self.settings.lease_url, self.namespace)
+            self._lease_backend = lease_backend_from_url(
+                self.settings.lease_url, self.lease_namespace
+            )
         return self._lease_backend
 
     def _fatal(self, message: str) -> None:

@@ -72,7 +72,11 @@ async def process_status(rt: Runtime) -> dict[str, Any]:
     return {
         "pid": os.getpid(),
         "version": mainspring_version(),
-        "app": {"name": rt.namespace, "version": app.version if app else None},
+        "app": {
+            "name": rt.namespace,
+            "version": app.version if app else None,
+            "lease_namespace": rt.lease_namespace,
+        },
         "started_at": iso(rt.started_at),
         "uptime": round(rt.clock.time() - rt.started_at, 3),
         "ready": {"ready": ready, **details},

@@ -21,7 +21,10 @@ router = APIRouter(
     dependencies=[Depends(admin_only)],
     responses={
         401: {"model": ErrorOut, "description": "Missing or wrong admin token."},
-        403: {"model": ErrorOut, "description": "No admin token is set and the client is remote."},
+        403: {
+            "model": ErrorOut,
+            "description": "No admin token is set and the client is remote or behind a proxy.",
+        },
     },
 )
 

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from mainspring.leases.base import Lease, LeaseBackend, default_holder_id
-from mainspring.leases.file import FileLeaseBackend
+from mainspring.leases.base import Lease, LeaseBackend, holder_id
+from mainspring.leases.file import FileLeaseBackend, safe_file_name
 from mainspring.paths import private_dir
+from mainspring.urls import lease_backend_kind
 
 if TYPE_CHECKING:
     from mainspring.leases.postgres import PostgresLeaseBackend
@@ -19,8 +22,9 @@ __all__ = [
     "LeaseBackend",
     "PostgresLeaseBackend",
     "RedisLeaseBackend",
-    "default_holder_id",
+    "holder_id",
     "lease_backend_from_url",
+    "lease_namespace",
 ]
 
 
@@ -37,25 +41,33 @@ def __getattr__(name: str) -> object:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
+def lease_namespace(app: str, lease_url: str | None) -> str:
+    """Where this deployment's leases live apart from every other's.
+
+    With an explicit `lease_url`, the app's name: the operator pointed every process of the
+    deployment there (two deployments of one app sharing a server set MAINSPRING_APP_NAME
+    apart). With the default lock files, which only this host sees, the app's name and a
+    digest of the working directory, so that two checkouts of one app never wait on each other.
+    """
+    if lease_url is not None:
+        return app
+    directory = os.path.realpath(os.getcwd()).encode()
+    return f"{app}-{hashlib.blake2b(directory, digest_size=4).hexdigest()}"
+
+
 def lease_backend_from_url(url: str | None, namespace: str) -> LeaseBackend:
-    """The backend a URL names; None means lock files in the temp directory (one host)."""
+    """The backend a URL names, keeping leases of `namespace` apart from any other's;
+    None means lock files in this user's temporary directory (one host)."""
     if url is None:
-        return FileLeaseBackend(private_dir("leases", namespace))
-    scheme, sep, rest = url.partition("://")
-    if not sep:
-        return FileLeaseBackend(Path(url))
-    scheme = scheme.lower()
-    if scheme in ("redis", "rediss"):
+        return FileLeaseBackend(private_dir("leases", safe_file_name(namespace)))
+    kind = lease_backend_kind(url)
+    if kind == "redis":
         from mainspring.leases.redis import RedisLeaseBackend
 
         return RedisLeaseBackend(url, namespace)
-    if scheme.split("+", 1)[0] in ("postgres", "postgresql"):
+    if kind == "postgres":
         from mainspring.leases.postgres import PostgresLeaseBackend
 
         return PostgresLeaseBackend(url, namespace)
-    if scheme == "file":
-        return FileLeaseBackend(Path(rest))
-    raise ValueError(
-        f"unsupported lease URL {url!r}: use redis://, rediss://, postgresql://, "
-        "postgres://, postgresql+asyncpg://, file:///path or a plain directory path"
-    )
+    _, sep, path = url.partition("://")
+    return FileLeaseBackend(Path(path if sep else url) / safe_file_name(namespace))

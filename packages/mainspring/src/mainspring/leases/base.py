@@ -12,9 +12,10 @@ import socket
 from abc import ABC, abstractmethod
 
 
-def default_holder_id() -> str:
-    """Who holds a lease, as shown to operators: host and pid."""
-    return f"{socket.gethostname()}:{os.getpid()}"
+def holder_id(app: str, namespace: str) -> str:
+    """Who holds a lease, as a standby logs it and /debug/status shows it: host and pid, then
+    the app and its lease namespace, so that an unexpected holder says which deployment it is."""
+    return f"{socket.gethostname()}:{os.getpid()} ({app}, namespace {namespace})"
 
 
 class Lease(ABC):

@@ -26,12 +26,16 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
 _RECORD_MAX = 4096
 
 
-def lock_file_name(name: str) -> str:
-    """A safe file name for `name`; altered names get a hash so two never collide."""
+def safe_file_name(name: str) -> str:
+    """`name` as one path component; altered names get a hash so two never collide."""
     safe = _UNSAFE.sub("_", name)[:64]
     if safe != name or not safe:
         safe = f"{safe}-{hashlib.blake2b(name.encode(), digest_size=4).hexdigest()}"
-    return f"{safe}.lock"
+    return safe
+
+
+def lock_file_name(name: str) -> str:
+    return f"{safe_file_name(name)}.lock"
 
 
 class FileLease(Lease):

@@ -28,6 +28,8 @@ log = structlog.get_logger("mainspring.supervisor")
 
 LEASE_CALL_TIMEOUT = 5.0
 """No lease backend call may hold a supervisor longer than this, in seconds."""
+_NOBODY_TOLD = object()
+"""A standby has not logged who holds its lease yet."""
 
 StatusListener = Callable[[ServiceStatus], None]
 """Told of a service's status each time its state or reason changes (see `on_change`)."""
@@ -300,6 +302,7 @@ class Supervisor:
         spec, status = record.spec, record.status
         backend = self._leases()
         backend_down = False
+        told: object = _NOBODY_TOLD
         while not record.stopping.is_set():
             self._set_state(record, ServiceState.STANDBY)
             sent = self._clock.monotonic()
@@ -323,6 +326,13 @@ class Supervisor:
                     return lease, sent
                 status.lease_holder = holder
                 status.reason = f"standby: lease held by {holder or 'another process'}"
+                if holder != told:  # once per holder, not at every retry
+                    log.info(
+                        "lease held by another process; standing by",
+                        service=spec.name,
+                        holder=holder or "unknown",
+                    )
+                    told = holder
             self._tell(record)
             retry = backend.retry_interval if not backend_down else LEASE_CALL_TIMEOUT
             if await sleep(self._clock, retry, record.stopping):
