@@ -4,6 +4,7 @@ lifespan is one line naming the variable and exit code 2, with one worker or sev
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -21,7 +22,8 @@ APP = "tests.sample_apps.prefixed_settings_app:app"
 def test_a_prefixed_subclass_still_honours_the_admin_token(runner: Runner) -> None:
     port = free_port()
     env = {"MAINSPRING_ADMIN_TOKEN": "s3cret-admin", "SAMPLE_POLL_ENABLED": ""}
-    runner.wait_serving(runner.start(APP, "--port", str(port), env=env), port)
+    process = runner.start(APP, "--port", str(port), env=env)
+    runner.wait_serving(process, port)
     base = f"http://127.0.0.1:{port}"
     for path in ("/debug/status", "/metrics"):
         assert httpx.get(base + path, timeout=5).status_code == 401, path
@@ -31,6 +33,17 @@ def test_a_prefixed_subclass_still_honours_the_admin_token(runner: Runner) -> No
     assert answer.status_code == 200
     poller = next(s for s in answer.json()["services"] if s["name"] == "poller")
     assert (poller["state"], poller["reason"]) == ("disabled", "SAMPLE_POLL_ENABLED is not set")
+
+
+def test_the_runner_says_where_the_app_and_its_docs_answer(runner: Runner) -> None:
+    port = free_port()
+    process = runner.start(APP, "--port", str(port))
+    runner.wait_serving(process, port)
+    lines = [json.loads(line) for line in runner.output(process).splitlines()]
+    (serving,) = [line for line in lines if line.get("event") == "serving"]
+    assert serving["url"] == f"http://127.0.0.1:{port}"
+    assert serving["docs"] == f"http://127.0.0.1:{port}/docs"
+    assert httpx.get(serving["docs"], timeout=5).status_code == 200
 
 
 def config_failure(args: list[str], env: dict[str, str]) -> str:

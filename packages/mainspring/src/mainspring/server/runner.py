@@ -7,6 +7,7 @@ import math
 import os
 from contextlib import ExitStack
 
+import structlog
 import uvicorn
 
 from mainspring.observability.metrics import multiprocess_metrics
@@ -23,6 +24,8 @@ from mainspring.server.websocket_protocol import WebSocketProtocol
 from mainspring.settings import ConfigError, MainspringSettings, load_settings
 
 __all__ = ["RunOptions", "run"]
+
+log = structlog.get_logger("mainspring.server")
 
 STOP_MARGIN = 5.0
 """Slack on top of the drain and shutdown deadlines before a process is killed."""
@@ -71,6 +74,7 @@ def _run(options: RunOptions, cleanup: ExitStack) -> int:
     pidfile = Pidfile(pidfile_path(options.host, port))
     cleanup.callback(pidfile.release)
     pidfile.acquire(app=options.app, host=options.host, port=port, timeout=stop_timeout)
+    announce(options.host, port, app)
     metrics_port = None if options.metrics_port is None else MetricsPort(options.metrics_port)
     if metrics_port is not None:
         cleanup.callback(metrics_port.stop)
@@ -108,3 +112,10 @@ def _run(options: RunOptions, cleanup: ExitStack) -> int:
         if guarded.error is None:
             raise
         raise StartError(f"{options.app}: {guarded.error}", EXIT_APP_ERROR) from None
+
+
+def announce(host: str, port: int, app: object) -> None:
+    """Say where the app answers, and where its API docs are when it has them."""
+    url = f"http://{f'[{host}]' if ':' in host else host}:{port}"
+    docs = getattr(app, "docs_url", None)
+    log.info("serving", url=url, docs=f"{url}{docs}" if isinstance(docs, str) else None)
