@@ -103,6 +103,7 @@ def lease_backend_kind(url: str) -> LeaseBackendKind:
 
 
 def check_lease_url(url: str) -> str:
+    """A URL or directory that `lease_backend_from_url` accepts."""
     lease_backend_kind(url)
     return url
 
