@@ -2,48 +2,31 @@
 
 from __future__ import annotations
 
-import asyncio
-import os
-import socket
-import subprocess
-import sys
-import time
 from datetime import date, datetime
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
-from mainspring import ConfigError, load_settings
-from mainspring.observability import configure_logging
-from mainspring.resources import Database, HttpClient
-from mainspring.server.exitcodes import StartError
-from mainspring.server.runner import RunOptions, run
-from markets.db.models import ImportRun, ImportState
-from markets.db.session import upgrade, upgrade_async
-from markets.espn.client import EspnClient
-from markets.espn.fake import run_replay_feed
-from markets.importer import check_league, check_range, create_import, run_import
-from markets.settings import MarketsSettings
+# Everything else is imported by the command that needs it: `markets --help` answers at once,
+# instead of loading FastAPI, SQLAlchemy and Alembic first.
+if TYPE_CHECKING:
+    from rich.progress import Progress, TaskID
 
-cli = typer.Typer(help=__doc__, no_args_is_help=True, add_completion=False)
+    from mainspring.resources import Database
+    from markets.db.models import ImportRun
+    from markets.settings import MarketsSettings
+
+cli = typer.Typer(help=__doc__, no_args_is_help=True, add_completion=False, rich_markup_mode=None)
 db_cli = typer.Typer(help="The database.", no_args_is_help=True)
 cli.add_typer(db_cli, name="db")
-
-DEMO_INTERVALS = {
-    "SCHEDULE_INTERVAL": "30",
-    "SCORES_LIVE_INTERVAL": "2",
-    "SCORES_IDLE_INTERVAL": "10",
-}
-"""Poll fast enough to watch replayed games move (an environment setting wins)."""
-FEED_START_TIMEOUT = 20.0
-FEED_STOP_TIMEOUT = 5.0
 
 Day = Annotated[datetime, typer.Option(formats=["%Y-%m-%d"], show_default=False)]
 
 
 def settings() -> MarketsSettings:
+    from mainspring import ConfigError, load_settings
+    from markets.settings import MarketsSettings
+
     try:
         return load_settings(MarketsSettings)
     except ConfigError as exc:
@@ -54,6 +37,8 @@ def settings() -> MarketsSettings:
 @db_cli.command("upgrade")
 def db_upgrade() -> None:
     """Apply every pending migration to DATABASE_URL."""
+    from markets.db.session import upgrade
+
     upgrade(settings().database_url)
     typer.echo("database is up to date")
 
@@ -65,6 +50,15 @@ def import_days(
     end: Day,
 ) -> None:
     """Import a league's games from START to END (inclusive) from ESPN_BASE_URL."""
+    import asyncio
+
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from mainspring.observability import configure_logging
+    from markets.db.models import ImportState
+    from markets.importer import check_league, check_range
+
     try:
         check_league(league)
         check_range(start.date(), end.date())
@@ -97,6 +91,11 @@ def import_days(
 async def _import(
     config: MarketsSettings, league: str, start: date, end: date, progress: Progress, task: TaskID
 ) -> ImportRun:
+    from mainspring.resources import Database, HttpClient
+    from markets.db.session import upgrade_async
+    from markets.espn.client import EspnClient
+    from markets.importer import create_import, run_import
+
     def show(run_: ImportRun) -> None:
         progress.update(
             task, completed=run_.dates_done, games=run_.games_seen, opened=run_.markets_opened
@@ -123,6 +122,8 @@ async def _import(
 
 
 async def _load_run(db: Database, run_id: int) -> ImportRun:
+    from markets.db.models import ImportRun
+
     async with db.session() as session:
         run_ = await session.get(ImportRun, run_id)
     assert run_ is not None
@@ -132,13 +133,22 @@ async def _load_run(db: Database, run_id: int) -> ImportRun:
 @cli.command("replay-feed")
 def replay_feed(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8765,
+    port: Annotated[int, typer.Option(help="Port to listen on (0: any free port).")] = 8765,
     speed: Annotated[
         float, typer.Option(min=0.01, help="Game seconds per real second (60: a minute a second).")
     ] = 60.0,
 ) -> None:
     """Serve recorded ESPN scoreboards as games that start, go live and finish now."""
-    run_replay_feed(host=host, port=port, speed=speed)
+    from mainspring.observability import configure_logging
+    from mainspring.server.exitcodes import EXIT_PORT_UNAVAILABLE
+    from markets.espn.fake import run_replay_feed
+
+    configure_logging()
+    try:
+        run_replay_feed(host=host, port=port, speed=speed)
+    except OSError as exc:
+        typer.echo(f"the replay feed cannot listen on {host}:{port} ({exc.strerror})", err=True)
+        raise typer.Exit(EXIT_PORT_UNAVAILABLE) from None
 
 
 @cli.command()
@@ -146,59 +156,47 @@ def serve(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
     replay: Annotated[
-        bool, typer.Option(help="Also run the replay feed and poll it, with demo intervals.")
+        bool,
+        typer.Option(
+            help="The demo: also serve a replay feed in this process and poll it, with demo "
+            "intervals, on a fresh database of its own."
+        ),
     ] = False,
-    replay_port: Annotated[int, typer.Option(help="Port of the replay feed.")] = 8765,
+    replay_port: Annotated[
+        int, typer.Option(help="Port of the replay feed (0: any free port).")
+    ] = 0,
     speed: Annotated[float, typer.Option(min=0.01, help="Speed of the replay feed.")] = 60.0,
 ) -> None:
     """Serve the app with mainspring's runner; with --replay, against a local replay feed."""
-    feed = _start_feed(replay_port, speed) if replay else None
+    from contextlib import ExitStack
+
+    from mainspring.server.exitcodes import EXIT_OK, StartError
+    from mainspring.server.loader import load_app
+    from mainspring.server.logs import LogOptions
+    from mainspring.server.runner import RunOptions, run
+    from markets.demo import replay_demo
+    from markets.interrupts import deferred_stop
+
+    options = RunOptions(app="markets.main:app", host=host, port=port)
     try:
-        if feed is not None:
-            os.environ["ESPN_BASE_URL"] = f"http://127.0.0.1:{replay_port}"
-            os.environ["NBA_AUTO_IMPORT_ENABLED"] = "1"
-            os.environ["MLB_AUTO_IMPORT_ENABLED"] = "1"
-            for name, value in DEMO_INTERVALS.items():
-                os.environ.setdefault(name, value)
-        try:
-            code = run(RunOptions(app="markets.main:app", host=host, port=port))
-        except StartError as exc:
-            typer.echo(exc.message, err=True)
-            raise typer.Exit(exc.exit_code) from None
-    finally:
-        if feed is not None:
-            _stop(feed)
+        with ExitStack() as demo:
+            with deferred_stop() as stop:
+                LogOptions().apply()  # before the feed and the app write their first lines
+                if replay:
+                    demo.enter_context(replay_demo(feed_port=replay_port, speed=speed))
+                # The slow part of starting, done here, where a Ctrl-C waits for its end;
+                # `run` then finds the app imported.
+                load_app(options.app)
+            if stop.requested:
+                raise typer.Exit(EXIT_OK)
+            code = run(options)
+    except StartError as exc:
+        typer.echo(exc.message, err=True)
+        raise typer.Exit(exc.exit_code) from None
+    except KeyboardInterrupt:
+        # In the moment between the block above and the server taking the signal over.
+        raise typer.Exit(EXIT_OK) from None
     raise typer.Exit(code)
-
-
-def _start_feed(port: int, speed: float) -> subprocess.Popen[bytes]:
-    """`markets replay-feed` as a child process, once it accepts connections."""
-    command = [sys.executable, "-m", "markets.cli", "replay-feed", "--port", str(port)]
-    feed = subprocess.Popen([*command, "--speed", str(speed)])
-    deadline = time.monotonic() + FEED_START_TIMEOUT
-    while not _accepts(port):
-        if feed.poll() is not None or time.monotonic() > deadline:
-            _stop(feed)
-            typer.echo(f"the replay feed did not start on port {port}", err=True)
-            raise typer.Exit(1)
-        time.sleep(0.1)
-    return feed
-
-
-def _accepts(port: int) -> bool:
-    with socket.socket() as probe:
-        probe.settimeout(0.5)
-        return probe.connect_ex(("127.0.0.1", port)) == 0
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(FEED_STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 def main() -> None:

@@ -148,20 +148,43 @@ async def _hang(request: Request, seconds: float) -> None:
                 pass
 
 
+def listen(host: str, port: int) -> socket.socket:
+    """A socket bound to `host`:`port` (0: a free port). A port another program holds raises
+    `OSError` (EADDRINUSE) here, before anything is served, so no caller ever ends up
+    talking to that program instead of the fake."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def _server(fake: FakeEspn) -> uvicorn.Server:
+    """No access lines and no logging setup of its own: its few lines go through whatever
+    the process configured, in the process's format."""
+    config = uvicorn.Config(
+        fake.app,
+        log_config=None,
+        log_level=None,
+        access_log=False,
+        lifespan="off",
+        timeout_graceful_shutdown=1,
+    )
+    return uvicorn.Server(config)
+
+
 @contextmanager
 def serve_fake(
     target: FakeEspn | ScoreboardSource, host: str = "127.0.0.1", port: int = 0
 ) -> Iterator[str]:
-    """Run the fake in a background thread; yields its base URL (port 0 picks a free one)."""
+    """Run the fake in a thread of this process, so it lives exactly as long as the process
+    (or the block); yields its base URL. Port 0 picks a free port; a taken one raises OSError."""
     fake = target if isinstance(target, FakeEspn) else FakeEspn(target)
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
-    bound_port = sock.getsockname()[1]
-    config = uvicorn.Config(
-        fake.app, log_level="warning", lifespan="off", timeout_graceful_shutdown=1
-    )
-    server = uvicorn.Server(config)
+    sock = listen(host, port)
+    server = _server(fake)
     thread = threading.Thread(
         target=server.run, kwargs={"sockets": [sock]}, name="fake-espn", daemon=True
     )
@@ -172,7 +195,7 @@ def serve_fake(
             if not thread.is_alive() or time.monotonic() > deadline:
                 raise RuntimeError("the fake ESPN server did not start")
             time.sleep(0.01)
-        yield f"http://{host}:{bound_port}"
+        yield f"http://{host}:{sock.getsockname()[1]}"
     finally:
         server.should_exit = True
         thread.join(timeout=10.0)
@@ -180,11 +203,15 @@ def serve_fake(
 
 
 def run_replay_feed(
-    host: str = "127.0.0.1", port: int = 8001, speed: float = 60.0, fixtures_dir: Path | None = None
+    host: str = "127.0.0.1", port: int = 8765, speed: float = 60.0, fixtures_dir: Path | None = None
 ) -> None:
-    """`markets replay-feed`: serve the replay feed until interrupted."""
+    """`markets replay-feed`: serve the replay feed until interrupted. OSError when the port
+    cannot be bound."""
     feed = ReplayFeed(fixtures_dir, speed=speed)
-    first = min(g.start for g in feed.games)
-    url = f"http://{host}:{port}"
-    log.info("replay feed starting", url=url, speed=speed, games=len(feed.games), first=str(first))
-    uvicorn.run(FakeEspn(feed).app, host=host, port=port, log_level="info")
+    with listen(host, port) as sock:
+        url = f"http://{host}:{sock.getsockname()[1]}"
+        first = min(g.start for g in feed.games)
+        log.info(
+            "replay feed serving", url=url, speed=speed, games=len(feed.games), first=str(first)
+        )
+        _server(FakeEspn(feed)).run(sockets=[sock])

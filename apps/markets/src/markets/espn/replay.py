@@ -129,7 +129,8 @@ def schedule(
     boards: Iterable[RecordedBoard], start: datetime, rng: random.Random
 ) -> list[ReplayGame]:
     """Today's games seconds to minutes after `start`, one postponed, then a few days ahead."""
-    stamp = int(start.timestamp() // 60)
+    # To the second: a feed started a moment after another never reuses its ids.
+    stamp = int(start.timestamp())
     games: list[ReplayGame] = []
     for league, offsets in TODAY_OFFSETS.items():
         templates = _templates(boards, league)

@@ -42,6 +42,22 @@ ADOPTED_LOGGERS = (
 their records go up to the root handler."""
 REPLACED_LOGGERS = ("uvicorn.access", "gunicorn.access")
 """Access logs that `RequestContextMiddleware` replaces; silenced so lines are not doubled."""
+CHATTY_LOGGERS = ("httpx",)
+"""Libraries that log routine work at INFO (httpx: a line per request, so one per poll):
+those records are written at DEBUG, like httpcore's, and so hidden at the default level."""
+
+
+class InfoAsDebug(logging.Filter):
+    """Turns a logger's INFO records into DEBUG ones (warnings and errors stay as they are)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno > logging.INFO:
+            return True
+        record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+        return logging.getLogger(record.name).isEnabledFor(logging.DEBUG)
+
+
+_info_as_debug = InfoAsDebug()
 
 _FIRST_KEYS = ("timestamp", "level", "logger", "event")
 
@@ -129,6 +145,8 @@ def configure_logging(
         adopted.disabled = False
         if name.startswith(("uvicorn", "gunicorn")):
             adopted.setLevel(logging.NOTSET)
+        if name in CHATTY_LOGGERS:
+            adopted.addFilter(_info_as_debug)  # a filter already there is not added again
     for name in REPLACED_LOGGERS:
         replaced = logging.getLogger(name)
         # No handler on it or above it: uvicorn then skips building access lines at all.
