@@ -7,6 +7,7 @@ import asyncio
 import json
 import os
 import re
+from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AsyncExitStack
 from pathlib import Path
@@ -31,22 +32,28 @@ from mainspring.realtime import (
 from mainspring.realtime.message import Item
 from mainspring.realtime.metrics import RealtimeMetrics
 from mainspring.realtime.outbox import Outbox
+from mainspring.realtime.tail import TailBusy
 
 T = TypeVar("T")
+MAX_READERS = 8
 POLL = 1.0
 WAIT = 30.0
 
 
 class Reads:
     """Runs file work inline (so the manual clock alone drives the reader) and counts the
-    reads of tailed files, as opposed to the pages followers read to catch up."""
+    calls by function: reads of tailed files (`read`), as opposed to the pages followers
+    read to catch up, and the waiter's looks for files that do not exist yet (`_present`)."""
 
     def __init__(self) -> None:
-        self.tail_reads = 0
+        self.calls: Counter[str] = Counter()
+
+    @property
+    def tail_reads(self) -> int:
+        return self.calls["read"]
 
     async def __call__(self, work: Callable[[], T]) -> T:
-        if getattr(getattr(work, "func", None), "__name__", "") == "read":
-            self.tail_reads += 1
+        self.calls[getattr(getattr(work, "func", None), "__name__", "")] += 1
         return work()
 
 
@@ -278,6 +285,59 @@ async def test_a_file_that_never_appears_ends_the_stream_after_the_wait(
             await take(follower)
 
 
+async def test_files_that_do_not_exist_yet_share_one_waiter_and_readers_are_bounded(
+    tmp_path: Path, clock: ManualClock, reads: Reads, registry: CollectorRegistry
+) -> None:
+    bound = 20
+    tails = TailRoot(
+        tmp_path,
+        poll_interval=POLL,
+        wait_timeout=WAIT,
+        max_readers=bound,
+        clock=clock,
+        offload=reads,
+        metrics=RealtimeMetrics(registry),
+    )
+    try:
+        async with AsyncExitStack() as stack:
+            followers = [
+                await stack.enter_async_context(
+                    tails.follow(tails.resolve(f"missing-{n}.jsonl"), None, never)
+                )
+                for n in range(bound)
+            ]
+            for n in (bound, bound + 1):
+                with pytest.raises(TailBusy):
+                    await stack.enter_async_context(
+                        tails.follow(tails.resolve(f"missing-{n}.jsonl"), None, never)
+                    )
+            # A file already followed takes more followers: its reader is shared.
+            again = await stack.enter_async_context(
+                tails.follow(tails.resolve("missing-0.jsonl"), None, never)
+            )
+            await settle()
+            first_reads = reads.tail_reads
+            assert first_reads == bound  # each reader looked once, then handed over
+
+            ticks = 5
+            for _ in range(ticks):
+                await clock.advance(POLL)
+            assert reads.tail_reads == first_reads  # no reader polls on its own
+            assert reads.calls["_present"] == ticks  # one look at all of them per tick
+            gauge = registry.get_sample_value("mainspring_realtime_tail_readers")
+            assert (len(tails._readers), gauge) == (bound, bound)
+
+            (tmp_path / "missing-3.jsonl").write_text('{"n":3}\n')
+            await clock.advance(POLL)
+            assert data(await take(followers[3])) == [{"n": 3}]
+            assert all(idle(f) for n, f in enumerate(followers) if n != 3)
+            assert idle(again)
+            assert len(tails.absent.readers) == bound - 1
+    finally:
+        await tails.close()
+    assert not tails._tasks
+
+
 async def test_lines_that_are_not_json_arrive_as_strings(root: TailRoot) -> None:
     path = root.resolve("mixed.jsonl")
     path.write_bytes(b'{"ok":true}\r\nnot json\n\n[1,2]\n')
@@ -298,7 +358,12 @@ def tail_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory, tail_root: Path) -> Iterator[str]:
-    env = {"TAIL_ROOT": str(tail_root), "TAIL_POLL": "0.05", "SSE_KEEPALIVE": "0.2"}
+    env = {
+        "TAIL_ROOT": str(tail_root),
+        "TAIL_POLL": "0.05",
+        "TAIL_MAX_READERS": str(MAX_READERS),
+        "SSE_KEEPALIVE": "0.2",
+    }
     with realtime_server(tmp_path_factory.mktemp("run"), env) as url:
         yield url
 
@@ -389,6 +454,26 @@ async def test_one_reader_for_many_streams_of_a_file(
         append(path, '{"n":1}\n')
         for reader in readers:
             assert (await reader.next()).json()["data"] == {"n": 1}
+    await eventually(lambda: gauges(client, server), {"tail_readers": 0.0, "tail_followers": 0.0})
+
+
+async def test_streams_over_the_reader_bound_are_refused_with_503(
+    server: str, client: httpx.AsyncClient
+) -> None:
+    async with AsyncExitStack() as stack:
+        for n in range(MAX_READERS):
+            response = await stack.enter_async_context(
+                client.stream("GET", f"{server}/tail/absent-{n}.jsonl")
+            )
+            assert response.status_code == 200
+        refused = await client.get(f"{server}/tail/absent-{MAX_READERS}.jsonl")
+        assert await gauges(client, server) == {
+            "tail_readers": MAX_READERS,
+            "tail_followers": MAX_READERS,
+        }
+    assert refused.status_code == 503
+    assert refused.headers["retry-after"] == "5"
+    assert f"{MAX_READERS} files are followed already" in refused.json()["detail"]
     await eventually(lambda: gauges(client, server), {"tail_readers": 0.0, "tail_followers": 0.0})
 
 

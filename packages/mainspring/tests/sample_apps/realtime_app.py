@@ -2,7 +2,8 @@
 
 REALTIME_TOKEN guards the socket; REDIS_URL switches the hub to the Redis backend.
 SSE_KEEPALIVE sets the SSE keepalive (seconds). TAIL_ROOT enables /tail (TAIL_POLL: its poll
-interval, TAIL_WAIT: how long a missing file is waited for).
+interval, TAIL_WAIT: how long a missing file is waited for, TAIL_MAX_READERS: files followed at
+once).
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
                     TAIL_ROOT,
                     poll_interval=float(os.environ.get("TAIL_POLL", "0.1")),
                     wait_timeout=float(os.environ.get("TAIL_WAIT", "60")),
+                    max_readers=int(os.environ.get("TAIL_MAX_READERS", "256")),
                 )
             )
         yield

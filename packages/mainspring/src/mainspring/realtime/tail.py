@@ -6,6 +6,11 @@ follower's bounded outbox. A follower that starts behind (a new client reads fro
 start, a reconnecting one from its Last-Event-ID) first pages through the file itself,
 at the pace its client reads, then joins the live lines.
 
+Readers are bounded per root (`max_readers`; a stream that would need one more is refused
+with 503 and Retry-After), and a reader whose file does not exist yet does not poll: the
+root's one waiter looks for all such files at once, one stat call per poll interval however
+many are awaited, and wakes a reader when its file appears.
+
 A line's id is ``<inode>:<offset>``: the file, and the byte offset just past the line,
 where a reconnecting client resumes exactly (a bare offset is accepted too). A replaced
 file (new inode) or a truncated one starts again from 0 after a ``resync`` event. Once
@@ -18,10 +23,11 @@ from __future__ import annotations
 import asyncio
 import functools
 import inspect
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path, PurePosixPath
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import anyio.to_thread
 import structlog
@@ -42,6 +48,9 @@ from mainspring.resources.base import Resource
 log = structlog.get_logger("mainspring.realtime")
 
 T = TypeVar("T")
+
+BUSY_RETRY_AFTER = 5
+"""Seconds a client refused for want of a reader is told to wait (streams end all the time)."""
 
 Until = Callable[[], bool | Awaitable[bool]]
 """True once the file's writer has finished for good."""
@@ -65,6 +74,10 @@ class PathRefused(ValueError):
         self.status = status
 
 
+class TailBusy(RuntimeError):
+    """The root already runs `max_readers` readers: following one more file must wait."""
+
+
 class TailRoot(Resource):
     """The directory whose files may be tailed; open it with the runtime:
     ``tails = await rt.open(TailRoot(settings.logs_dir))``."""
@@ -77,6 +90,7 @@ class TailRoot(Resource):
         *,
         poll_interval: float = 0.1,
         wait_timeout: float = 60.0,
+        max_readers: int = 256,
         policy: ChannelPolicy | None = None,
         clock: Clock | None = None,
         offload: Offload = in_thread,
@@ -86,6 +100,10 @@ class TailRoot(Resource):
         self.poll_interval = poll_interval
         self.wait_timeout = wait_timeout
         """How long a file that does not exist yet is waited for."""
+        if max_readers < 1:
+            raise ValueError("max_readers must be at least 1")
+        self.max_readers = max_readers
+        """Files followed at once (one reader each, however many follow it)."""
         self.policy = policy or ChannelPolicy()
         self.clock = clock or SystemClock()
         self.offload = offload
@@ -93,6 +111,7 @@ class TailRoot(Resource):
         self._readers: dict[Path, _Reader] = {}
         self.turns = Turns()
         self._tasks: set[asyncio.Task[None]] = set()
+        self.absent = _Absent(self)
         self._unhook_drain: Callable[[], None] | None = None
 
     async def open(self) -> None:
@@ -107,6 +126,7 @@ class TailRoot(Resource):
         self._end_all(CloseReason.SHUTDOWN)
         for reader in list(self._readers.values()):
             reader.stop()
+        self.absent.close()
         # Not cancelled: a cancelled worker-thread call would go on using the reader's file.
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
@@ -148,13 +168,14 @@ class TailRoot(Resource):
         self, path: Path, resume: MessageId | None, until: Until
     ) -> AsyncIterator[Outbox]:
         """Follow the file at `path` (from :meth:`resolve`): from the start, or after
-        `resume`; the outbox ends after the last line once `until()` is true."""
+        `resume`; the outbox ends after the last line once `until()` is true. TailBusy when
+        the file has no reader yet and the root runs `max_readers` already."""
         reader = self._readers.get(path)
         if reader is None:
+            if len(self._readers) >= self.max_readers:
+                raise TailBusy(f"{self.max_readers} files are followed already; retry later")
             reader = self._readers[path] = _Reader(self, path)
-            task = asyncio.get_running_loop().create_task(reader.run(), name=f"tail {path}")
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._spawn(reader.run(), name=f"tail {path}")
         follower = _Follower(reader, resume, until)
         reader.add(follower)
         self.metrics.tail_followers.inc()
@@ -164,6 +185,12 @@ class TailRoot(Resource):
             self.metrics.tail_followers.dec()
             follower.close(CloseReason.CLIENT_GONE)
             reader.remove(follower)
+
+    def _spawn(self, work: Coroutine[Any, Any, None], name: str) -> None:
+        """A task of this root's, awaited (never cancelled) by `close`."""
+        task = asyncio.get_running_loop().create_task(work, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     def _forget(self, reader: _Reader) -> None:
         if self._readers.get(reader.path) is reader:
@@ -215,6 +242,8 @@ class _Reader:
         self.generation = 0
         """Counts restarts: a page read across one is stale."""
         self.stopped = asyncio.Event()
+        self.wakeup = asyncio.Event()
+        """Set when the file appears (by the root's waiter), or when the reader stops."""
 
     def add(self, follower: _Follower) -> None:
         self.followers[follower] = None
@@ -228,6 +257,7 @@ class _Reader:
 
     def stop(self) -> None:
         self.stopped.set()
+        self.wakeup.set()
         self.root._forget(self)
 
     async def run(self) -> None:
@@ -240,16 +270,19 @@ class _Reader:
                 batch = await self._read(done)
                 if batch is None:
                     return
-                if not batch.missing:
-                    waiting_since = clock.monotonic()
-                elif not done and clock.monotonic() - waiting_since > root.wait_timeout:
-                    detail = f"{self.name} did not appear within {root.wait_timeout:g}s"
-                    self._finish(Notice.of(type="error", error="not_found", detail=detail))
-                    return
                 if done:
                     self._finish()
                     return
-                await clock.sleep_until(clock.monotonic() + root.poll_interval, self.stopped)
+                if not batch.missing:
+                    waiting_since = clock.monotonic()
+                    await clock.sleep_until(clock.monotonic() + root.poll_interval, self.stopped)
+                    continue
+                deadline = waiting_since + root.wait_timeout
+                if clock.monotonic() >= deadline:
+                    detail = f"{self.name} did not appear within {root.wait_timeout:g}s"
+                    self._finish(Notice.of(type="error", error="not_found", detail=detail))
+                    return
+                await root.absent.wait(self, deadline)
         except Exception as error:
             log.warning("tailed file unreadable", path=self.name, error=str(error))
             detail = f"{self.name} cannot be read"
@@ -343,6 +376,66 @@ class _Reader:
             follower.close(CloseReason.DONE)
 
 
+class _Absent:
+    """The root's one waiter for files that do not exist yet: each poll interval it looks
+    for all of them in one worker-thread call, asks their `until()`, and wakes the readers
+    whose file appeared or whose writer is done. Idle (no timer) while nothing is awaited."""
+
+    def __init__(self, root: TailRoot) -> None:
+        self.root = root
+        self.readers: dict[_Reader, None] = {}
+        """Waiting now, in arrival order."""
+        self._wanted = asyncio.Event()
+        self._closed = asyncio.Event()
+        self._running = False
+
+    async def wait(self, reader: _Reader, deadline: float) -> None:
+        """Until `reader`'s file may be there, its writer is done, `deadline`, or its stop."""
+        self.readers[reader] = None
+        if not self._running and not self._closed.is_set():
+            self._running = True
+            self.root._spawn(self._run(), name=f"tail waiter {self.root.base}")
+        self._wanted.set()
+        try:
+            await self.root.clock.sleep_until(deadline, reader.wakeup)
+        finally:
+            self.readers.pop(reader, None)
+            reader.wakeup.clear()
+
+    def close(self) -> None:
+        self._closed.set()
+        self._wanted.set()
+
+    async def _run(self) -> None:
+        try:
+            await self._watch()
+        finally:
+            self._running = False  # the next wait starts it again, unless closed
+
+    async def _watch(self) -> None:
+        root, clock = self.root, self.root.clock
+        while not self._closed.is_set():
+            if not self.readers:
+                self._wanted.clear()
+                await self._wanted.wait()  # not a timer: nothing is due while nobody waits
+                continue
+            await clock.sleep_until(clock.monotonic() + root.poll_interval, self._closed)
+            readers = list(self.readers)
+            try:
+                present = await root.offload(functools.partial(_present, [r.path for r in readers]))
+            except OSError as error:
+                log.warning("tail root unreadable", root=str(root.base), error=str(error))
+                present = [False] * len(readers)
+            for reader, there in zip(readers, present, strict=True):
+                if there or await reader._until():
+                    reader.wakeup.set()
+
+
+def _present(paths: Sequence[Path]) -> list[bool]:
+    """Which of `paths` name something (what the reader's own stat would find)."""
+    return [os.path.exists(path) for path in paths]
+
+
 def parse_resume(text: str) -> MessageId:
     """``inode:offset`` as sent, or a bare byte offset (any file)."""
     if text.isdigit() and len(text) <= 20:
@@ -369,5 +462,19 @@ def tail_jsonl(
         raise HTTPException(refused.status, str(refused)) from None
     resume = resume_from(request, parse_resume)
 
-    subscription = root.follow(path, resume, until)
+    subscription = _admitted(root, path, resume, until)
     return EventStream(subscription, keepalive=keepalive, retry_ms=retry_ms, clock=clock)
+
+
+@asynccontextmanager
+async def _admitted(
+    root: TailRoot, path: Path, resume: MessageId | None, until: Until
+) -> AsyncIterator[Outbox]:
+    """`root.follow`, with TailBusy answered as 503 (the stream has not started yet)."""
+    async with AsyncExitStack() as following:
+        try:
+            outbox = await following.enter_async_context(root.follow(path, resume, until))
+        except TailBusy as busy:
+            headers = {"Retry-After": str(BUSY_RETRY_AFTER)}
+            raise HTTPException(503, str(busy), headers=headers) from None
+        yield outbox
