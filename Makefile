@@ -13,7 +13,6 @@ setup:
 	$(UV) sync --locked --quiet
 
 demo: setup
-	@mkdir -p var
 	$(UV) run markets serve --replay --port $(PORT)
 
 test: setup
