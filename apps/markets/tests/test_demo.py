@@ -22,7 +22,8 @@ import pytest
 from process_support import EXIT_DEADLINE, STARTUP_DEADLINE, free_port, wait_for
 
 EXIT_PORT_UNAVAILABLE = 5
-FEED_LINE = "replay feed serving"
+FEED_LINE = "replay feed"
+"""The first line that names the feed, with its URL."""
 
 
 class Demo:

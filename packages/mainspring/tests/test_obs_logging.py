@@ -118,7 +118,7 @@ def test_secrets_are_redacted_in_both_kinds_of_lines() -> None:
     configure_logging(stream=stream, json=True)
 
     log.info("calling", headers={"Authorization": "Bearer abc123"}, api_token="t0k")
-    logging.getLogger("httpx").info("sent Authorization: Bearer xyz789 to upstream")
+    logging.getLogger("sqlalchemy").info("sent Authorization: Bearer xyz789 to upstream")
 
     output = stream.getvalue()
     for secret in ("abc123", "t0k", "xyz789"):
@@ -126,6 +126,24 @@ def test_secrets_are_redacted_in_both_kinds_of_lines() -> None:
     ours, theirs = json_lines(stream)
     assert ours["headers"] == {"Authorization": "[redacted]"}
     assert theirs["event"] == "sent Authorization: Bearer [redacted] to upstream"
+
+
+def test_http_client_request_lines_are_written_at_debug() -> None:
+    stream = io.StringIO()
+    request_line = 'HTTP Request: GET http://127.0.0.1/scoreboard "HTTP/1.1 200 OK"'
+    configure_logging(stream=stream, json=True, level="info")
+    logging.getLogger("httpx").info(request_line)
+    logging.getLogger("httpx").warning("connection pool is full")
+    assert [(line["level"], line["event"]) for line in json_lines(stream)] == [
+        ("warning", "connection pool is full")
+    ]
+
+    stream = io.StringIO()
+    configure_logging(stream=stream, json=True, level="debug")
+    logging.getLogger("httpx").info(request_line)
+    assert [(line["level"], line["event"]) for line in json_lines(stream)] == [
+        ("debug", request_line)
+    ]
 
 
 def test_a_terminal_gets_the_console_format() -> None:
