@@ -27,12 +27,12 @@ from mainspring.realtime import (
     Notice,
     PathRefused,
     Resync,
+    TailBusy,
     TailRoot,
 )
 from mainspring.realtime.message import Item
 from mainspring.realtime.metrics import RealtimeMetrics
 from mainspring.realtime.outbox import Outbox
-from mainspring.realtime.tail import TailBusy
 
 T = TypeVar("T")
 MAX_READERS = 8

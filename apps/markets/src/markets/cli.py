@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 
@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from rich.progress import Progress, TaskID
 
     from mainspring.resources import Database
+    from mainspring.server.exitcodes import StartError
     from markets.db.models import ImportRun
     from markets.settings import MarketsSettings
 
@@ -170,33 +171,41 @@ def serve(
     """Serve the app with mainspring's runner; with --replay, against a local replay feed."""
     from contextlib import ExitStack
 
-    from mainspring.server.exitcodes import EXIT_OK, StartError
-    from mainspring.server.loader import load_app
-    from mainspring.server.logs import LogOptions
-    from mainspring.server.runner import RunOptions, run
-    from markets.demo import replay_demo
     from markets.interrupts import deferred_stop
 
-    options = RunOptions(app="markets.main:app", host=host, port=port)
-    try:
-        with ExitStack() as demo:
-            with deferred_stop() as stop:
+    with ExitStack() as serving:
+        # Starting is slow (imports, the feed, the app): a Ctrl-C meanwhile waits for its
+        # end, then the command stops cleanly. `run` finds the app imported.
+        with deferred_stop() as stop:
+            from mainspring.server.exitcodes import EXIT_OK, StartError
+            from mainspring.server.loader import load_app
+            from mainspring.server.logs import LogOptions
+            from mainspring.server.runner import RunOptions, run
+            from markets.demo import replay_demo
+
+            options = RunOptions(app="markets.main:app", host=host, port=port)
+            try:
                 LogOptions().apply()  # before the feed and the app write their first lines
                 if replay:
-                    demo.enter_context(replay_demo(feed_port=replay_port, speed=speed))
-                # The slow part of starting, done here, where a Ctrl-C waits for its end;
-                # `run` then finds the app imported.
+                    serving.enter_context(replay_demo(feed_port=replay_port, speed=speed))
                 load_app(options.app)
-            if stop.requested:
-                raise typer.Exit(EXIT_OK)
+            except StartError as exc:
+                _refuse(exc)
+        if stop.requested:
+            raise typer.Exit(EXIT_OK)
+        try:
             code = run(options)
-    except StartError as exc:
-        typer.echo(exc.message, err=True)
-        raise typer.Exit(exc.exit_code) from None
-    except KeyboardInterrupt:
-        # In the moment between the block above and the server taking the signal over.
-        raise typer.Exit(EXIT_OK) from None
+        except StartError as exc:
+            _refuse(exc)
+        except KeyboardInterrupt:
+            # In the moment between the block above and the server taking the signal over.
+            raise typer.Exit(EXIT_OK) from None
     raise typer.Exit(code)
+
+
+def _refuse(error: StartError) -> NoReturn:
+    typer.echo(error.message, err=True)
+    raise typer.Exit(error.exit_code)
 
 
 def main() -> None:

@@ -7,7 +7,7 @@ from mainspring.realtime.message import Message, MessageId, Notice, Resync
 from mainspring.realtime.outbox import Closed, CloseReason
 from mainspring.realtime.policy import ChannelPolicy, Overflow
 from mainspring.realtime.sse import EventStream, channel_stream
-from mainspring.realtime.tail import PathRefused, TailRoot, tail_jsonl
+from mainspring.realtime.tail import PathRefused, TailBusy, TailRoot, tail_jsonl
 from mainspring.realtime.websocket import SocketLimits, serve_channels
 
 __all__ = [
@@ -26,6 +26,7 @@ __all__ = [
     "Resync",
     "SocketLimits",
     "Subscriber",
+    "TailBusy",
     "TailRoot",
     "channel_stream",
     "serve_channels",
