@@ -118,7 +118,7 @@ def test_secrets_are_redacted_in_both_kinds_of_lines() -> None:
     configure_logging(stream=stream, json=True)
 
     log.info("calling", headers={"Authorization": "Bearer abc123"}, api_token="t0k")
-    logging.getLogger("sqlalchemy").info("sent Authorization: Bearer xyz789 to upstream")
+    logging.getLogger("uvicorn.error").info("sent Authorization: Bearer xyz789 to upstream")
 
     output = stream.getvalue()
     for secret in ("abc123", "t0k", "xyz789"):
