@@ -89,7 +89,8 @@ class Flaky(Service):
     name = "flaky"
 
     async def run(self) -> None:
-        while not await self.sleep(random.uniform(5, 20)):
+        while True:
+            await self.sleep(random.uniform(5, 20))
             if random.random() < 0.5:
                 raise ConnectionError("upstream closed the connection")
 

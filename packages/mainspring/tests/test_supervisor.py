@@ -16,6 +16,7 @@ from mainspring import (
     RestartPolicy,
     Runtime,
     Service,
+    lifecycle,
     loop,
     setting,
 )
@@ -282,6 +283,10 @@ async def test_a_service_that_ignores_stop_is_cancelled_at_its_timeout(clock: Ma
     assert clock.monotonic() == pytest.approx(3.0)
     warned = [e for e in logs if e["event"] == "service did not stop in time; cancelling"]
     assert [e["service"] for e in warned] == ["Stubborn"]
+    # The runner then exits non-zero: the stop had to cancel something.
+    stopped = next(e for e in logs if e["event"] == "runtime stopped")
+    assert stopped["forced"] == ["service Stubborn was cancelled"]
+    assert "service Stubborn was cancelled" in lifecycle.forced_stops()
 
 
 async def test_a_task_that_survives_cancel_is_named_and_abandoned(clock: ManualClock) -> None:
@@ -348,6 +353,8 @@ async def test_resources_close_in_reverse_order_bounded_and_isolated(clock: Manu
     assert {e["resource"] for e in logs if e["event"] == "close failed"} == {"http"}
     states = {r.name: r.state for r in rt.resources}
     assert states == {"db": "closed", "cache": "failed", "http": "failed", "queue": "closed"}
+    stopped = next(e for e in logs if e["event"] == "runtime stopped")
+    assert stopped["forced"] == ["resource cache's close timed out"]  # a failed close is not
 
 
 async def test_a_critical_resource_that_fails_to_open_fails_startup(clock: ManualClock) -> None:

@@ -4,6 +4,7 @@ One lifespan owner (:class:`Runtime`) for resources and supervised background
 services, with health, status, leases for singletons and a safe runner.
 """
 
+from mainspring.children import dies_with_me
 from mainspring.clock import Clock, ManualClock, SystemClock
 from mainspring.dependencies import RuntimeDep, ServiceUnavailable, get_runtime, use
 from mainspring.runtime import Gate, Runtime, setting
@@ -11,6 +12,7 @@ from mainspring.services.base import Service
 from mainspring.services.loop import loop
 from mainspring.services.policy import Backoff, RestartPolicy
 from mainspring.services.state import ServiceState, ServiceStatus
+from mainspring.services.stopped import ServiceStopped
 from mainspring.settings import ConfigError, MainspringSettings, load_settings
 
 __all__ = [
@@ -26,8 +28,10 @@ __all__ = [
     "Service",
     "ServiceState",
     "ServiceStatus",
+    "ServiceStopped",
     "ServiceUnavailable",
     "SystemClock",
+    "dies_with_me",
     "get_runtime",
     "load_settings",
     "loop",

@@ -2,7 +2,9 @@
 
 Every wait in the runtime goes through a :class:`Clock`. A wait can be woken
 early by an :class:`asyncio.Event` (the stop signal), which is what makes a
-15-minute loop stop in microseconds instead of 15 minutes.
+15-minute loop stop in microseconds instead of 15 minutes. Every wait yields to the
+event loop at least once, even one that returns at once: a loop of waits can never
+starve the rest of the process.
 """
 
 from __future__ import annotations
@@ -24,7 +26,8 @@ class Clock(Protocol):
         """Wall-clock seconds since the epoch; used only for display."""
 
     async def sleep_until(self, deadline: float, wake: asyncio.Event | None = None) -> bool:
-        """Wait until `deadline` (monotonic); return True when `wake` cut the wait short."""
+        """Wait until `deadline` (monotonic); return True when `wake` cut the wait short
+        (or was set already). Yields to the event loop at least once either way."""
 
     def timeout(self, seconds: float) -> AbstractAsyncContextManager[object]:
         """Raise TimeoutError in the body when it runs longer than `seconds`."""
@@ -50,6 +53,7 @@ class SystemClock:
             await asyncio.sleep(max(delay, 0))
             return False
         if wake.is_set():
+            await asyncio.sleep(0)
             return True
         if delay <= 0:
             await asyncio.sleep(0)
@@ -96,6 +100,7 @@ class ManualClock:
 
     async def sleep_until(self, deadline: float, wake: asyncio.Event | None = None) -> bool:
         if wake is not None and wake.is_set():
+            await asyncio.sleep(0)
             return True
         if deadline <= self._now:
             await asyncio.sleep(0)

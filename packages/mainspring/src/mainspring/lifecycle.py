@@ -2,7 +2,8 @@
 
 The runner hears SIGTERM before the app does; it calls :func:`begin_draining` so
 that /ready answers 503 while in-flight requests finish. A runtime whose critical
-service failed calls :func:`request_exit` so the runner exits non-zero.
+service failed calls :func:`request_exit` so the runner exits non-zero; one whose
+shutdown had to cancel something calls :func:`note_forced_stop`, for the same reason.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from collections.abc import Callable
 _draining = threading.Event()
 _on_draining: list[Callable[[], None]] = []
 _exit_code: int | None = None
+_forced: list[str] = []
 
 EXIT_CRITICAL_FAILURE = 3
 """Exit code when a critical service failed; gunicorn's arbiter halts on it too."""
@@ -64,3 +66,14 @@ def request_exit(code: int = EXIT_CRITICAL_FAILURE) -> None:
 
 def requested_exit_code() -> int | None:
     return _exit_code
+
+
+def note_forced_stop(what: list[str]) -> None:
+    """Record that the shutdown met its deadline only by cancelling `what` (one line each):
+    the runner then exits non-zero instead of 0."""
+    _forced.extend(what)
+
+
+def forced_stops() -> list[str]:
+    """What shutdowns in this process had to cancel, in order; empty after clean stops."""
+    return list(_forced)

@@ -39,6 +39,7 @@ log = structlog.get_logger("mainspring.runtime")
 T = TypeVar("T")
 R = TypeVar("R", bound=Resource)
 ResourceState = Literal["open", "failed", "closed"]
+CloseOutcome = Literal["closed", "failed", "timed out"]
 
 DEFAULT_FASTAPI_TITLE = "FastAPI"
 """Every app that did not choose a title has this one: no namespace for leases."""
@@ -139,7 +140,11 @@ class Runtime:
         return self._stopping or lifecycle.is_draining()
 
     async def shutdown(self) -> None:
-        """Stop services, then close the lease backend and resources, all by one deadline."""
+        """Stop services, then close the lease backend and resources, all by one deadline.
+
+        Whatever had to be cancelled to meet it (a service past its stop_timeout, a close
+        that timed out) is logged and noted in `lifecycle`, so the process exits non-zero.
+        """
         if self._stopping:
             return
         self._stopping = True
@@ -148,35 +153,43 @@ class Runtime:
         deadline = began + self.settings.shutdown_timeout
         log.info("runtime stopping", deadline_s=self.settings.shutdown_timeout)
         cancel_grace = min(CANCEL_GRACE, self.settings.shutdown_timeout / 10)
-        stuck = await self.supervisor.stop(deadline - cancel_grace, cancel_grace)
+        report = await self.supervisor.stop(deadline - cancel_grace, cancel_grace)
+        forced = [f"service {name} was cancelled" for name in report.cancelled]
         if self._lease_backend is not None and self._owns_lease_backend:
-            await self._close("lease backend", self._lease_backend.close, deadline, 5.0)
+            outcome = await self._close("lease backend", self._lease_backend.close, deadline, 5.0)
+            if outcome == "timed out":
+                forced.append("the lease backend's close timed out")
         for entry in reversed(self._resources):
             if entry.state == "open":
-                closed = await self._close(
+                outcome = await self._close(
                     entry.name, entry.resource.close, deadline, entry.close_timeout
                 )
-                entry.state = "closed" if closed else "failed"
+                entry.state = "closed" if outcome == "closed" else "failed"
+                if outcome == "timed out":
+                    forced.append(f"resource {entry.name}'s close timed out")
+        if forced:
+            lifecycle.note_forced_stop(forced)
         log.info(
             "runtime stopped",
             duration_s=round(clock.monotonic() - began, 3),
-            abandoned=stuck or None,
+            abandoned=report.abandoned or None,
+            forced=forced or None,
         )
 
     async def _close(
         self, name: str, close: Callable[[], Any], deadline: float, limit: float
-    ) -> bool:
+    ) -> CloseOutcome:
         budget = max(min(limit, deadline - self.clock.monotonic()), MIN_CLOSE_TIME)
         try:
             async with self.clock.timeout(budget):
                 await close()
         except TimeoutError:
             log.error("close timed out", resource=name, timeout_s=round(budget, 3))
-            return False
+            return "timed out"
         except Exception:
             log.exception("close failed", resource=name)
-            return False
-        return True
+            return "failed"
+        return "closed"
 
     # -- resources ------------------------------------------------------------------
 

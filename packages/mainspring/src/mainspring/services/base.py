@@ -13,6 +13,7 @@ from mainspring.clock import Clock, sleep
 from mainspring.observability.metrics import RuntimeMetrics, runtime_metrics
 from mainspring.services.loop import LoopSpec, run_loop
 from mainspring.services.state import ServiceStatus
+from mainspring.services.stopped import ServiceStopped
 
 
 @dataclass
@@ -83,10 +84,12 @@ class Service:
     def log(self) -> Any:
         return structlog.get_logger("mainspring.service").bind(service=self.context.name)
 
-    async def sleep(self, seconds: float) -> bool:
-        """Sleep on the runtime's clock; returns True (early) when the service must stop."""
+    async def sleep(self, seconds: float) -> None:
+        """Sleep on the runtime's clock; raises :class:`ServiceStopped` as soon as the service
+        is asked to stop (before or during the sleep), which ends it cleanly."""
         ctx = self.context
-        return await sleep(ctx.clock, seconds, ctx.stop)
+        if await sleep(ctx.clock, seconds, ctx.stop):
+            raise ServiceStopped(ctx.name)
 
     async def on_start(self) -> None:
         """Prepare before running; raising here counts as a crash."""

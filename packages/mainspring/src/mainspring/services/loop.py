@@ -16,6 +16,7 @@ from mainspring.observability.context import LoopTags
 from mainspring.observability.tracing import tick_span
 from mainspring.services.policy import Backoff
 from mainspring.services.state import ErrorInfo, LoopStatus
+from mainspring.services.stopped import ServiceStopped
 
 if TYPE_CHECKING:
     from mainspring.services.base import Service, ServiceContext
@@ -127,6 +128,8 @@ async def run_loop(
                 else:
                     async with clock.timeout(spec.timeout):
                         await tick(service)
+        except ServiceStopped:
+            return  # The tick slept after stop was asked: the loop ends as at its own wait.
         except Exception as exc:
             failed = True
             _record_failure(spec, ctx, status, exc)

@@ -22,6 +22,7 @@ from mainspring.observability.metrics import RuntimeMetrics
 from mainspring.services.base import Service, ServiceContext
 from mainspring.services.policy import CrashWindow, RestartPolicy
 from mainspring.services.state import ErrorInfo, ServiceState, ServiceStatus
+from mainspring.services.stopped import ServiceStopped
 from mainspring.services.tasks import TaskSet
 
 log = structlog.get_logger("mainspring.supervisor")
@@ -275,16 +276,19 @@ class Supervisor:
                 await self._call_on_stop(record, instance)
 
     async def _start_and_run(self, record: _Supervision, instance: Service) -> None:
-        await instance.on_start()
-        if instance.stopping:  # asked to stop (shutdown, lost lease) while it was starting
-            return
-        record.instance = instance
-        record.first_start_done = True
-        self._set_state(record, ServiceState.RUNNING)
-        log.info(
-            "service running", service=record.spec.name, lease_term=record.status.fencing_token
-        )
-        await instance.run()
+        try:
+            await instance.on_start()
+            if instance.stopping:  # asked to stop (shutdown, lost lease) while it was starting
+                return
+            record.instance = instance
+            record.first_start_done = True
+            self._set_state(record, ServiceState.RUNNING)
+            log.info(
+                "service running", service=record.spec.name, lease_term=record.status.fencing_token
+            )
+            await instance.run()
+        except* ServiceStopped:
+            pass  # It slept after being asked to stop: a clean stop, from a task group too.
 
     async def _call_on_stop(self, record: _Supervision, instance: Service) -> None:
         try:
@@ -455,10 +459,10 @@ class Supervisor:
 
     # -- shutdown -------------------------------------------------------------------
 
-    async def stop(self, deadline: float, cancel_grace: float) -> list[str]:
+    async def stop(self, deadline: float, cancel_grace: float) -> StopReport:
         """Ask every service to stop, cancel those still running at their `stop_timeout` or
-        at `deadline` (monotonic), then wait `cancel_grace` more; returns the names that
-        would not die."""
+        at `deadline` (monotonic), then wait `cancel_grace` more; reports which services
+        had to be cancelled and which would not die even then."""
         clock = self._clock
         began = clock.monotonic()
         live = [r for r in self._services.values() if not r.finished.is_set()]
@@ -466,6 +470,7 @@ class Supervisor:
             if record.status.state is not ServiceState.FAILED:
                 self._set_state(record, ServiceState.STOPPING)
             record.request_stop()
+        report = StopReport()
         for record in live:
             limit = min(began + record.spec.stop_timeout, deadline)
             if not await clock.sleep_until(limit, record.finished):
@@ -474,15 +479,25 @@ class Supervisor:
                     service=record.spec.name,
                     stop_timeout=record.spec.stop_timeout,
                 )
+                report.cancelled.append(record.spec.name)
                 self._tasks.cancel(f"supervise:{record.spec.name}")
         grace_end = clock.monotonic() + cancel_grace
-        stuck = []
         for record in live:
             if not await clock.sleep_until(grace_end, record.finished):
-                stuck.append(record.spec.name)
-        if stuck:
-            log.error("services would not die; abandoning them", services=stuck)
-        return stuck
+                report.abandoned.append(record.spec.name)
+        if report.abandoned:
+            log.error("services would not die; abandoning them", services=report.abandoned)
+        return report
+
+
+@dataclass
+class StopReport:
+    """What :meth:`Supervisor.stop` had to force: a clean stop forces nothing."""
+
+    cancelled: list[str] = field(default_factory=list)
+    """Services still running at their stop_timeout (or the deadline), cancelled then."""
+    abandoned: list[str] = field(default_factory=list)
+    """Services whose task outlived its cancellation and the grace after it."""
 
 
 CLEANUP_AFTER_CANCEL = 0.5

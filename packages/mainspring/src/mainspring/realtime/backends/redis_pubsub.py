@@ -155,13 +155,10 @@ class RedisListener(Service):
             # Only a connection that lasted resets the backoff: one dropped at once is a flap.
             lasted = clock.monotonic() - began >= self.backend.health_interval
             attempt = 1 if session.connected and lasted else attempt + 1
-            if self.stopping or await self.sleep(
-                self.backend.backoff.delay(attempt, self.context.rng)
-            ):
-                return
+            await self.sleep(self.backend.backoff.delay(attempt, self.context.rng))
 
     async def _serve(self, session: _Session) -> None:
-        """Until asked to stop (returns) or the connection fails (raises)."""
+        """Until asked to stop (its sleep raises ServiceStopped) or the connection fails."""
         connection = self.backend.pubsub_connection()
         try:
             async with asyncio.TaskGroup() as group:
@@ -175,7 +172,8 @@ class RedisListener(Service):
     async def _watch(self, session: _Session) -> None:
         """PING every health interval; a connection that stays silent for one is dead."""
         heard = -1
-        while not await self.sleep(self.backend.health_interval):
+        while True:
+            await self.sleep(self.backend.health_interval)
             if not session.connected:
                 continue
             if session.frames == heard:
