@@ -5,6 +5,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import subprocess
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -84,7 +87,7 @@ def test_find_instance_needs_the_app_the_port_and_a_holder() -> None:
     me = this_process()
     instance = find_instance(APP, PORT, [me])
     assert instance is not None
-    assert instance.process.pid == me.pid
+    assert instance.master.pid == me.pid
 
     assert find_instance("other:app", PORT, [me]) is None
     stranger = dataclasses.replace(me, pid=me.pid + 1, ppid=me.ppid)
@@ -97,7 +100,7 @@ def test_find_instance_accepts_the_parent_of_a_holder_as_a_gunicorn_master() -> 
     worker = dataclasses.replace(me, pid=me.pid + 1, ppid=me.pid)
     instance = find_instance(APP, PORT, [worker])
     assert instance is not None
-    assert instance.process.pid == me.pid
+    assert instance.master.pid == me.pid
     assert instance.workers == [worker]
 
 
@@ -107,3 +110,43 @@ def test_find_instance_ignores_an_unlocked_pidfile() -> None:
         json.dumps({"pid": me.pid, "app": APP, "host": "127.0.0.1", "port": PORT, "started": 0.0})
     )
     assert find_instance(APP, PORT, [me]) is None
+
+
+@pytest.fixture
+def other_process() -> Iterator[ports.ProcessInfo]:
+    """A real process of ours (so pid, start time and owner are real), not our child as far
+    as find_instance is told: an orphaned worker."""
+    process = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        info = ports.process_info(process.pid)
+        assert info is not None
+        yield dataclasses.replace(info, ppid=1)
+    finally:
+        process.kill()
+        process.wait(timeout=10)
+
+
+def test_recorded_workers_are_rewritten_in_place_and_read_back(held: Pidfile) -> None:
+    held.record_workers([(101, 7), (102, 8)])
+    held.record_workers([(103, 9)])
+    info = read_live(held.path)
+    assert info is not None
+    assert info.workers == ((103, 9),)
+    assert info.start_time == this_process().start_time
+
+
+def test_find_instance_knows_an_orphaned_worker_by_its_recorded_pid_and_start_time(
+    held: Pidfile, other_process: ports.ProcessInfo
+) -> None:
+    held.record_workers([(other_process.pid, other_process.start_time)])
+    instance = find_instance(APP, PORT, [other_process])
+    assert instance is not None
+    assert instance.workers == [other_process]
+    assert other_process in instance.leaders  # its master cannot stop it: takeover does
+
+
+def test_find_instance_refuses_a_recorded_pid_with_another_start_time(
+    held: Pidfile, other_process: ports.ProcessInfo
+) -> None:
+    held.record_workers([(other_process.pid, other_process.start_time + 1)])
+    assert find_instance(APP, PORT, [other_process]) is None

@@ -13,6 +13,14 @@ EXIT_ALREADY_RUNNING = 4
 """This app already serves on the port; `--takeover` replaces it."""
 EXIT_PORT_UNAVAILABLE = 5
 """Another program holds the port (or it cannot be bound at all); it is never signalled."""
+EXIT_STOP_CANCELLED = 6
+"""The shutdown met its deadline only by cancelling something: a service still running at
+its stop_timeout, a resource close that timed out, or (several workers) a worker that
+exited with this code."""
+EXIT_STOP_KILLED = 7
+"""The shutdown deadline passed with the process still running (its event loop blocked, or
+a thread or task that would not end): it was ended from a watchdog thread, which logged
+the blocking stack; or (several workers) a worker had to be killed."""
 
 
 class StartError(Exception):

@@ -9,11 +9,13 @@ from gunicorn.app.base import BaseApplication  # type: ignore[import-untyped]
 from uvicorn.importer import import_from_string
 
 from mainspring.observability.metrics import mark_worker_dead
+from mainspring.server.arbiter import MainspringArbiter
 from mainspring.server.config_guard import ConfigErrorGuard
-from mainspring.server.exitcodes import EXIT_APP_ERROR
+from mainspring.server.exitcodes import EXIT_APP_ERROR, EXIT_OK
 from mainspring.server.logs import GunicornLogger
 from mainspring.server.metrics_port import MetricsPort
 from mainspring.server.options import RunOptions
+from mainspring.server.pidfile import Pidfile
 
 WORKER_CLASS = "mainspring.server.worker.MainspringWorker"
 GUNICORN_APP_LOAD_ERROR = 4
@@ -28,11 +30,17 @@ class MainspringApplication(BaseApplication):  # type: ignore[misc]
         options: RunOptions,
         fd: int,
         *,
+        stop_deadline: float,
         stop_timeout: int,
         metrics_port: MetricsPort | None = None,
+        pidfile: Pidfile | None = None,
     ) -> None:
         self.run_options = options
+        self.stop_deadline = stop_deadline
+        """Each worker ends itself this long (plus a short grace) after its stop began."""
         self.metrics_port = metrics_port
+        self.pidfile = pidfile
+        self.arbiter: MainspringArbiter | None = None
         self.options: dict[str, Any] = {
             "bind": [f"fd://{fd}"],
             "workers": options.workers,
@@ -58,6 +66,16 @@ class MainspringApplication(BaseApplication):  # type: ignore[misc]
     def load(self) -> Any:
         return ConfigErrorGuard(import_from_string(self.run_options.app))
 
+    def run(self) -> None:
+        """gunicorn's own `run`, with the arbiter that records its workers."""
+        self.arbiter = MainspringArbiter(self, self.pidfile)
+        self.arbiter.run()
+
+    @property
+    def stop_outcome(self) -> int:
+        """How the workers ended while the server stopped (see MainspringArbiter)."""
+        return self.arbiter.stop_outcome if self.arbiter is not None else EXIT_OK
+
     def when_ready(self, arbiter: Any) -> None:
         """The master reads every worker's metrics files, so it serves the metrics port."""
         if self.metrics_port is not None:
@@ -70,11 +88,23 @@ def child_exit(arbiter: Any, worker: Any) -> None:
 
 
 def serve_workers(
-    options: RunOptions, fd: int, *, stop_timeout: int, metrics_port: MetricsPort | None
+    options: RunOptions,
+    fd: int,
+    *,
+    stop_deadline: float,
+    stop_timeout: int,
+    metrics_port: MetricsPort | None,
+    pidfile: Pidfile | None,
 ) -> int:
-    """Run gunicorn's arbiter until it stops; return its exit status."""
+    """Run gunicorn's arbiter until it stops; return its exit status, or how the workers
+    ended when the arbiter itself stopped cleanly."""
     application = MainspringApplication(
-        options, fd, stop_timeout=stop_timeout, metrics_port=metrics_port
+        options,
+        fd,
+        stop_deadline=stop_deadline,
+        stop_timeout=stop_timeout,
+        metrics_port=metrics_port,
+        pidfile=pidfile,
     )
     master = os.getpid()
     try:
@@ -83,5 +113,7 @@ def serve_workers(
         if os.getpid() != master:
             raise  # A forked worker is leaving; its exit is gunicorn's business.
         code = exc.code if isinstance(exc.code, int) else 1
-        return EXIT_APP_ERROR if code == GUNICORN_APP_LOAD_ERROR else code
-    return 0
+        if code == GUNICORN_APP_LOAD_ERROR:
+            return EXIT_APP_ERROR
+        return code or application.stop_outcome
+    return application.stop_outcome

@@ -1,7 +1,10 @@
 """A pidfile locked with flock for the life of the server: proof that an instance is live.
 
 The lock, not the file, is the evidence: a file left by a killed process is unlocked, so a
-stale pidfile is never mistaken for a running instance.
+stale pidfile is never mistaken for a running instance. Forked workers inherit the lock,
+so it outlives a master killed with SIGKILL for as long as any of its workers runs; the
+file names the master and every worker (pid and start time, its lineage), so that a later
+takeover can recognise those orphans as this instance's own.
 """
 
 from __future__ import annotations
@@ -11,15 +14,21 @@ import fcntl
 import json
 import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import structlog
 
 from mainspring.paths import private_dir
+from mainspring.server import ports
 from mainspring.server.exitcodes import EXIT_ALREADY_RUNNING, StartError
 
 log = structlog.get_logger("mainspring.server")
+
+
+ProcessRef = tuple[int, int]
+"""A pid and its start time (clock ticks after boot, from /proc): one process, never a later
+process that reuses the pid."""
 
 
 @dataclass(frozen=True)
@@ -29,6 +38,23 @@ class PidfileInfo:
     host: str
     port: int
     started: float
+    start_time: int = 0
+    """The master's start time; 0 in a pidfile written before it was recorded."""
+    workers: tuple[ProcessRef, ...] = ()
+    """The master's current workers (several workers only)."""
+
+    @classmethod
+    def from_json(cls, text: bytes) -> PidfileInfo:
+        """Raises ValueError, TypeError or KeyError when `text` is not a pidfile's."""
+        data = json.loads(text)
+        workers = tuple((int(pid), int(start)) for pid, start in data.pop("workers", ()))
+        return cls(**data, workers=workers)
+
+    def owns(self, process: ports.ProcessInfo) -> bool:
+        """True when `process` is this instance's master or one of its recorded workers."""
+        ref = (process.pid, process.start_time)
+        master = (self.pid, self.start_time or process.start_time)
+        return ref == master or ref in self.workers
 
 
 def pidfile_dir() -> Path:
@@ -58,8 +84,8 @@ def read_live(path: Path) -> PidfileInfo | None:
         if _try_lock(fd):
             return None  # Nobody holds it: a stale file.
         try:
-            return PidfileInfo(**json.loads(os.read(fd, 65536)))
-        except (ValueError, TypeError):
+            return PidfileInfo.from_json(os.read(fd, 65536))
+        except (ValueError, TypeError, KeyError):
             return None  # Locked but not written yet, or not ours.
     finally:
         os.close(fd)
@@ -72,6 +98,8 @@ class Pidfile:
         self.path = path
         self._fd: int | None = None
         self._owner = 0
+        self._info: PidfileInfo | None = None
+        self._written = 0
 
     def acquire(self, *, app: str, host: str, port: int, timeout: float) -> None:
         """Lock and write the pidfile, waiting up to `timeout` for a previous owner to exit."""
@@ -91,10 +119,31 @@ class Pidfile:
                 log.info("pidfile waiting for previous instance", path=str(self.path))
                 waited = True
             time.sleep(0.1)
-        info = PidfileInfo(pid=os.getpid(), app=app, host=host, port=port, started=time.time())
+        me = ports.process_info(os.getpid())
+        info = PidfileInfo(
+            pid=os.getpid(),
+            app=app,
+            host=host,
+            port=port,
+            started=time.time(),
+            start_time=me.start_time if me is not None else 0,
+        )
         os.ftruncate(fd, 0)
-        os.write(fd, json.dumps(asdict(info)).encode())
-        self._fd, self._owner = fd, os.getpid()
+        self._fd, self._owner, self._written = fd, os.getpid(), 0
+        self._write(info)
+
+    def record_workers(self, workers: list[ProcessRef]) -> None:
+        """Name the master's current workers (the master calls it when they change)."""
+        if self._info is not None and os.getpid() == self._owner:
+            self._write(replace(self._info, workers=tuple(workers)))
+
+    def _write(self, info: PidfileInfo) -> None:
+        """Overwrite in place, padded with spaces (JSON ignores them): a reader never sees
+        the file empty, and the locked inode stays the same."""
+        assert self._fd is not None
+        data = json.dumps(asdict(info)).encode()
+        os.pwrite(self._fd, data.ljust(self._written), 0)
+        self._info, self._written = info, max(self._written, len(data))
 
     def _is_current(self, fd: int) -> bool:
         """False when the file was removed or replaced while we waited for its lock."""

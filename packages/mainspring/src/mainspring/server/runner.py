@@ -60,8 +60,10 @@ def _run(options: RunOptions, cleanup: ExitStack) -> int:
         shutdown_timeout = load_settings(MainspringSettings).shutdown_timeout
     except ConfigError as exc:
         raise StartError(str(exc), EXIT_APP_ERROR) from None
-    # Upper bound for a whole stop: drain requests, then the app's own shutdown deadline.
-    stop_timeout = options.graceful_timeout + shutdown_timeout + STOP_MARGIN
+    # The whole stop's deadline: drain requests, then the app's own shutdown deadline. A
+    # process still running past it (plus a short grace) ends itself (server/deadline.py).
+    stop_deadline = options.graceful_timeout + shutdown_timeout
+    stop_timeout = stop_deadline + STOP_MARGIN
     sock = takeover.claim_port(
         options.host,
         options.port,
@@ -82,8 +84,10 @@ def _run(options: RunOptions, cleanup: ExitStack) -> int:
         return serve_workers(
             options,
             os.dup(sock.fileno()),  # gunicorn closes the listener it is given.
-            stop_timeout=math.ceil(options.graceful_timeout + shutdown_timeout + STOP_MARGIN),
+            stop_deadline=stop_deadline,
+            stop_timeout=math.ceil(stop_timeout),
             metrics_port=metrics_port,
+            pidfile=pidfile,
         )
     guarded = ConfigErrorGuard(app)
     config = uvicorn.Config(
@@ -102,12 +106,21 @@ def _run(options: RunOptions, cleanup: ExitStack) -> int:
     )
     if options.reload:
         return serve_with_reload(
-            config, sock, logs=options.logs, watchdog_threshold=options.watchdog_threshold
+            config,
+            sock,
+            logs=options.logs,
+            watchdog_threshold=options.watchdog_threshold,
+            stop_deadline=stop_deadline,
         )
     if metrics_port is not None:
         metrics_port.start()
     try:
-        return serve(config, [sock], watchdog_threshold=options.watchdog_threshold)
+        return serve(
+            config,
+            [sock],
+            watchdog_threshold=options.watchdog_threshold,
+            stop_deadline=stop_deadline,
+        )
     except SystemExit:  # uvicorn's own exit when the lifespan failed to start
         if guarded.error is None:
             raise

@@ -1,9 +1,11 @@
 """Claim the port: bind it, or safely replace a previous instance of the same app.
 
-A process is only ever signalled when everything agrees that it is this app's previous
-instance: a pidfile for this port whose flock is held, naming this app, whose pid holds the
-listening socket (or is the parent of a process that does, as a gunicorn master is) and
-runs as the same user.
+A process is only ever signalled when everything agrees that it belongs to this app's
+previous instance: a pidfile for this port whose flock is held, naming this app, and
+naming the process (pid and start time) as its master or one of its workers, or the
+process is a child of that master; the instance holds the listening socket, and the
+process runs as the same user. Workers whose master was killed with SIGKILL (orphans under
+init) are recognised this way and replaced like any previous instance.
 """
 
 from __future__ import annotations
@@ -32,25 +34,46 @@ KILL_WAIT = 5.0
 
 @dataclass(frozen=True)
 class Instance:
-    """A running mainspring instance of our app, and its processes that hold the port."""
+    """A running mainspring instance of our app: its master, unless it died, and its
+    processes that hold the port (the master's children, or workers it left orphaned)."""
 
-    process: ports.ProcessInfo
+    master: ports.ProcessInfo | None
     workers: list[ports.ProcessInfo]
+
+    @property
+    def leaders(self) -> list[ports.ProcessInfo]:
+        """Whom to ask to stop: the master, who stops its own workers, and any orphan."""
+        if self.master is None:
+            return self.workers
+        return [self.master, *(w for w in self.workers if w.ppid != self.master.pid)]
+
+    def describe(self) -> str:
+        if self.master is not None:
+            return f"pid {self.master.pid}"
+        pids = ", ".join(str(worker.pid) for worker in self.workers)
+        return f"orphaned workers, pids {pids}, of a master that died"
 
 
 def find_instance(app: str, port: int, holders: list[ports.ProcessInfo]) -> Instance | None:
     """Our app's previous instance among `holders`, or None when the holder is anything else."""
-    holder_pids = {holder.pid for holder in holders}
     for path in sorted(pidfile.pidfile_dir().glob(f"mainspring-*-{port}.pid")):
         info = pidfile.read_live(path)
         if info is None or info.app != app or info.port != port:
             continue
-        workers = [holder for holder in holders if holder.ppid == info.pid]
-        if info.pid not in holder_pids and not workers:
-            continue
-        process = ports.process_info(info.pid)
-        if process is not None and _runs_as_us(process.pid):
-            return Instance(process=process, workers=workers)
+        master = ports.process_info(info.pid)
+        if master is not None and (
+            master.state == "Z" or not (info.owns(master) and _runs_as_us(master.pid))
+        ):
+            master = None  # Dead, or its pid reused by a process that is not ours.
+        workers = [
+            holder
+            for holder in holders
+            if (master is not None and holder.ppid == master.pid)
+            or (holder.pid != info.pid and info.owns(holder) and _runs_as_us(holder.pid))
+        ]
+        master_serves = master is not None and any(h.pid == master.pid for h in holders)
+        if workers or master_serves:
+            return Instance(master=master, workers=workers)
     return None
 
 
@@ -89,7 +112,7 @@ def claim_port(
         )
     if not takeover:
         raise StartError(
-            f"{app} is already running on {host}:{port} (pid {instance.process.pid}); "
+            f"{app} is already running on {host}:{port} ({instance.describe()}); "
             "pass --takeover to replace it",
             EXIT_ALREADY_RUNNING,
         )
@@ -99,19 +122,17 @@ def claim_port(
 
 def stop_instance(instance: Instance, timeout: float) -> None:
     """SIGTERM the instance and wait for it to exit; SIGKILL it and its workers after `timeout`."""
-    pid = instance.process.pid
-    log.info("takeover stopping previous instance", pid=pid, timeout=timeout)
-    _signal(instance.process, signal.SIGTERM)
-    if _wait(lambda: not _alive(instance.process), timeout):
-        log.info("takeover previous instance exited", pid=pid)
+    leaders, described = instance.leaders, instance.describe()
+    log.info("takeover stopping previous instance", instance=described, timeout=timeout)
+    for process in leaders:
+        _signal(process, signal.SIGTERM)
+    if _wait(lambda: not any(_alive(process) for process in leaders), timeout):
+        log.info("takeover previous instance exited", instance=described)
         return
-    log.warning("takeover killing previous instance", pid=pid, timeout=timeout)
-    for worker in instance.workers:
-        current = ports.process_info(worker.pid)
-        if current is not None and current.ppid == pid and _alive(worker):
-            _signal(worker, signal.SIGKILL)
-    _signal(instance.process, signal.SIGKILL)
-    _wait(lambda: not _alive(instance.process), KILL_WAIT)
+    log.warning("takeover killing previous instance", instance=described, timeout=timeout)
+    for process in [*instance.workers, *leaders]:
+        _signal(process, signal.SIGKILL)
+    _wait(lambda: not any(_alive(process) for process in leaders), KILL_WAIT)
 
 
 def _alive(process: ports.ProcessInfo) -> bool:

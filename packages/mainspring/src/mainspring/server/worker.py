@@ -2,17 +2,22 @@
 
 A worker whose app requested an exit (a critical service failed) exits with that code; for
 code 3 gunicorn's arbiter halts the whole server instead of restarting the worker forever.
+A worker dies with its master: the kernel sends it SIGTERM when the master dies (Linux),
+and on every heartbeat it checks that its parent is still the master.
 """
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 from typing import Any
 
 from uvicorn_worker import UvicornWorker  # type: ignore[import-untyped]
 
+from mainspring.children import die_with_parent
 from mainspring.server.config_guard import ConfigErrorGuard
+from mainspring.server.deadline import FORCED_EXIT_GRACE
 from mainspring.server.multi import GUNICORN_APP_LOAD_ERROR, MainspringApplication
 from mainspring.server.options import RunOptions
 from mainspring.server.single import DrainingServer, exit_code, install_stop_handlers
@@ -28,7 +33,10 @@ class MainspringWorker(UvicornWorker):  # type: ignore[misc]
         "ws": "mainspring.server.websocket_protocol:WebSocketProtocol",
     }
 
+    _server: DrainingServer | None = None
+
     def init_process(self) -> None:
+        die_with_parent(self.ppid)
         # UvicornWorker.__init__ gave uvicorn's loggers gunicorn's handlers and stopped them
         # propagating; in this (forked) process, route every logger through ours again.
         run_options(self.app).logs.apply()
@@ -40,7 +48,11 @@ class MainspringWorker(UvicornWorker):  # type: ignore[misc]
         options = run_options(self.app)
         self.config.ws_per_message_deflate = options.ws_deflate
         self.config.ws_max_size = options.ws_max_size
-        server = DrainingServer(self.config, watchdog_threshold=options.watchdog_threshold)
+        server = self._server = DrainingServer(
+            self.config,
+            watchdog_threshold=options.watchdog_threshold,
+            stop_deadline=stop_deadline(self.app, self.cfg.graceful_timeout),
+        )
         install_stop_handlers(server)
         # gunicorn asks for a quick stop with SIGQUIT; uvicorn's worker treats it as SIGTERM.
         signal.signal(signal.SIGQUIT, server.handle_exit)
@@ -54,6 +66,12 @@ class MainspringWorker(UvicornWorker):  # type: ignore[misc]
             raise
         sys.exit(exit_code(server))
 
+    async def callback_notify(self) -> None:
+        """The heartbeat; also the parent check where the kernel sends no signal on its death."""
+        await super().callback_notify()
+        if self._server is not None and os.getppid() != self.ppid:
+            self._server.handle_exit(signal.SIGTERM, None)
+
 
 # Under plain `gunicorn -k mainspring.server.worker.MainspringWorker`, the defaults apply.
 
@@ -63,6 +81,14 @@ def drain_timeout(application: object, default: int) -> int:
     if isinstance(application, MainspringApplication):
         return application.drain_timeout
     return default
+
+
+def stop_deadline(application: object, graceful_timeout: int) -> float:
+    """How long this worker's stop may take before it ends itself. Under plain gunicorn,
+    early enough that its arbiter, which kills it after `graceful_timeout`, need not."""
+    if isinstance(application, MainspringApplication):
+        return application.stop_deadline
+    return max(graceful_timeout - 2 * FORCED_EXIT_GRACE, FORCED_EXIT_GRACE)
 
 
 def run_options(application: object) -> RunOptions:
