@@ -78,7 +78,9 @@ def exit_code(server: uvicorn.Server) -> int:
     requested = lifecycle.requested_exit_code()
     if requested is not None:
         return requested
-    return EXIT_STOP_CANCELLED if lifecycle.forced_stops() else EXIT_OK
+    # A second Ctrl-C (force_exit) skips the app's shutdown: its tasks are cancelled.
+    forced = server.force_exit or lifecycle.forced_stops()
+    return EXIT_STOP_CANCELLED if forced else EXIT_OK
 
 
 def serve(
