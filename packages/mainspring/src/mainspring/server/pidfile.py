@@ -52,9 +52,10 @@ class PidfileInfo:
 
     def owns(self, process: ports.ProcessInfo) -> bool:
         """True when `process` is this instance's master or one of its recorded workers."""
-        ref = (process.pid, process.start_time)
-        master = (self.pid, self.start_time or process.start_time)
-        return ref == master or ref in self.workers
+        if process.pid == self.pid:
+            # Without the master's start time (an older pidfile) only its pid can be checked.
+            return self.start_time in (0, process.start_time)
+        return (process.pid, process.start_time) in self.workers
 
 
 def pidfile_dir() -> Path:
