@@ -471,7 +471,10 @@ class Supervisor:
                 self._set_state(record, ServiceState.STOPPING)
             record.request_stop()
         report = StopReport()
+        # A finished service costs no wait (a wait yields even when woken already).
         for record in live:
+            if record.finished.is_set():
+                continue
             limit = min(began + record.spec.stop_timeout, deadline)
             if not await clock.sleep_until(limit, record.finished):
                 log.warning(
@@ -483,7 +486,9 @@ class Supervisor:
                 self._tasks.cancel(f"supervise:{record.spec.name}")
         grace_end = clock.monotonic() + cancel_grace
         for record in live:
-            if not await clock.sleep_until(grace_end, record.finished):
+            if not record.finished.is_set() and not await clock.sleep_until(
+                grace_end, record.finished
+            ):
                 report.abandoned.append(record.spec.name)
         if report.abandoned:
             log.error("services would not die; abandoning them", services=report.abandoned)
