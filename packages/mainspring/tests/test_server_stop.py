@@ -30,7 +30,7 @@ from mainspring.server.exitcodes import (
 
 APP = "tests.sample_apps.naive_services:app"
 GRACEFUL_TIMEOUT = 1
-SHUTDOWN_TIMEOUT = 3
+SHUTDOWN_TIMEOUT = 2
 STOP_DEADLINE = GRACEFUL_TIMEOUT + SHUTDOWN_TIMEOUT
 SLACK = 10.0
 """Generous: the machine is shared. The old behaviour took 28 s, or for ever."""
@@ -147,7 +147,8 @@ def test_takeover_replaces_the_orphaned_workers_of_a_killed_master(runner: Runne
     master.wait(timeout=EXIT_DEADLINE)
     assert running(stuck)
 
-    successor = start(runner, "sleep-loop", port, "--takeover")
+    # Its own short stop timeout bounds how long it waits for the stuck orphan.
+    successor = start(runner, "sleep-loop", port, "--takeover", MAINSPRING_SHUTDOWN_TIMEOUT="1")
 
     assert runner.wait_serving(successor, port) == successor.pid
     assert not running(stuck)
