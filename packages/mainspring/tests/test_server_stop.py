@@ -98,6 +98,16 @@ def children(pid: int) -> list[int]:
     return [child.pid for child in psutil.Process(pid).children()]
 
 
+@pytest.fixture
+def orphans() -> Iterator[list[psutil.Process]]:
+    """Workers a test left orphaned on purpose: killed at the end if they still run."""
+    left: list[psutil.Process] = []
+    yield left
+    for process in left:
+        if process.is_running():  # psutil tells a reused pid apart by its start time
+            process.kill()
+
+
 def running(pid: int) -> bool:
     try:
         return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
@@ -106,17 +116,20 @@ def running(pid: int) -> bool:
 
 
 @pytest.mark.faults
-def test_workers_die_with_a_master_killed_by_sigkill(runner: Runner) -> None:
+def test_workers_die_with_a_master_killed_by_sigkill(
+    runner: Runner, orphans: list[psutil.Process]
+) -> None:
     for _ in range(fault_count(ci=1, full=10)):
-        kill_the_master_and_see_its_workers_exit(runner)
+        kill_the_master_and_see_its_workers_exit(runner, orphans)
 
 
-def kill_the_master_and_see_its_workers_exit(runner: Runner) -> None:
+def kill_the_master_and_see_its_workers_exit(runner: Runner, orphans: list[psutil.Process]) -> None:
     port = free_port()
     master = start(runner, "sleep-loop", port, "--workers", "2")
     runner.wait_serving(master, port)
     wait_for(lambda: len(children(master.pid)) == 2, STARTUP_DEADLINE, "two workers")
     workers = children(master.pid)
+    orphans.extend(psutil.Process(pid) for pid in workers)
 
     master.kill()
     master.wait(timeout=EXIT_DEADLINE)
@@ -128,7 +141,9 @@ def kill_the_master_and_see_its_workers_exit(runner: Runner) -> None:
     )
 
 
-def test_takeover_replaces_the_orphaned_workers_of_a_killed_master(runner: Runner) -> None:
+def test_takeover_replaces_the_orphaned_workers_of_a_killed_master(
+    runner: Runner, orphans: list[psutil.Process]
+) -> None:
     port = free_port()
     # A worker stuck in a blocking call outlives its master's death for a while (its own
     # deadline is long here); a new instance must recognise it and replace it.
@@ -143,6 +158,7 @@ def test_takeover_replaces_the_orphaned_workers_of_a_killed_master(runner: Runne
     )
     runner.wait_serving(master, port)
     stuck = block_a_tick(runner, port)
+    orphans.extend(psutil.Process(pid) for pid in children(master.pid))
     master.kill()
     master.wait(timeout=EXIT_DEADLINE)
     assert running(stuck)
