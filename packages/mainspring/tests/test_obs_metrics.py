@@ -169,10 +169,10 @@ MULTIPROCESS_SCRIPT = textwrap.dedent(
         http.request_started("GET")
         http.request_finished("GET", "/a", 200, 0.5)
         http.request_started("POST")
-        files = sorted(os.listdir(path))
+        files = sorted(p.name for p in path.glob("*.db"))
         text = metrics.exposition()[0].decode()
         metrics.mark_worker_dead(os.getpid())
-        after = sorted(os.listdir(path))
+        after = sorted(p.name for p in path.glob("*.db"))
     print(json.dumps({"files": files, "after": after, "text": text,
                       "removed": not path.exists(),
                       "env": "PROMETHEUS_MULTIPROC_DIR" in os.environ}))
@@ -246,6 +246,6 @@ def test_metrics_under_two_workers_sums_both_workers_counts(runner: Runner, tmp_
         in_flight = families["mainspring_http_requests_in_flight"].samples
         # Only the app's own /metrics request is in flight while it is answered.
         assert {s.labels["method"]: s.value for s in in_flight}.get("GET") == in_flight_now, url
-    (metrics_dir,) = temp.glob("mainspring-metrics-*")
+    (metrics_dir,) = temp.glob("mainspring-*/metrics/*")
     writers = {name.rsplit("_", 1)[1] for name in os.listdir(metrics_dir) if "histogram" in name}
     assert {f"{pid}.db" for pid in pids} <= writers

@@ -55,7 +55,7 @@ def test_two_workers_write_every_line_as_json(runner: Runner, tmp_path: Path) ->
         EXIT_DEADLINE,
         "the watchdog of the worker to warn",
     )
-    (metrics_dir,) = temp.glob("mainspring-metrics-*")
+    (metrics_dir,) = temp.glob("mainspring-*/metrics/*")
 
     lines = json_lines(stop(runner, master))
 
@@ -78,7 +78,7 @@ def test_a_dead_workers_live_gauges_are_dropped(runner: Runner, tmp_path: Path) 
     port = free_port()
     master = runner.start(APP, "--port", str(port), "--workers", "2", env={"TMPDIR": str(temp)})
     worker = runner.wait_serving(master, port)  # it answered, so it counted a request in flight
-    (metrics_dir,) = temp.glob("mainspring-metrics-*")
+    (metrics_dir,) = temp.glob("mainspring-*/metrics/*")
     in_flight_file = metrics_dir / f"gauge_livesum_{worker}.db"
     assert in_flight_file.exists()
 
@@ -86,6 +86,32 @@ def test_a_dead_workers_live_gauges_are_dropped(runner: Runner, tmp_path: Path) 
 
     wait_for(lambda: not in_flight_file.exists(), EXIT_DEADLINE, "child_exit to drop its gauges")
     runner.wait_serving(master, port)
+
+
+def test_a_worker_that_exits_leaves_the_metrics_directory_to_the_others(
+    runner: Runner, tmp_path: Path
+) -> None:
+    """A worker stopped with SIGTERM leaves through the runner's own code; the directory is
+    the master's, so the remaining worker and the replacement gunicorn boots keep it."""
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    port = free_port()
+    master = runner.start(APP, "--port", str(port), "--workers", "2", env={"TMPDIR": str(temp)})
+    worker = runner.wait_serving(master, port)
+    (metrics_dir,) = temp.glob("mainspring-*/metrics/*")
+
+    os.kill(worker, signal.SIGTERM)
+
+    def replaced() -> bool:
+        assert master.poll() is None, f"exited {master.returncode}:\n{runner.output(master)}"
+        return runner.output(master).count("Application startup complete.") == 3
+
+    wait_for(replaced, EXIT_DEADLINE, "gunicorn to boot a worker in place of the stopped one")
+    assert metrics_dir.is_dir()
+    for _ in range(4):  # fresh connections, so that either worker may answer
+        assert httpx.get(f"http://127.0.0.1:{port}/metrics").status_code == 200
+    stop(runner, master)
+    assert not metrics_dir.exists(), "the metrics directory outlived the run"
 
 
 def test_access_lines_can_go_to_a_file_of_their_own(runner: Runner, tmp_path: Path) -> None:

@@ -9,8 +9,6 @@ imported and workers are forked. Without the variable, metrics live in the defau
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -26,6 +24,8 @@ from prometheus_client import (
 )
 from prometheus_client.exposition import choose_encoder
 
+from mainspring.observability.run_dir import RunDir, remove_stale_run_dirs
+from mainspring.paths import private_dir
 from mainspring.services.state import ServiceState
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
@@ -204,9 +204,9 @@ def collecting_registry() -> CollectorRegistry:
     return registry
 
 
-def prepare_multiprocess_dir(base: Path | None = None) -> Path:
-    """Create a fresh directory for this run's worker metrics and point
-    ``PROMETHEUS_MULTIPROC_DIR`` at it, for this process and the workers it forks or spawns.
+def prepare_multiprocess_dir(path: Path) -> None:
+    """Point ``PROMETHEUS_MULTIPROC_DIR`` at `path`, for this process and the workers it forks
+    or spawns.
 
     Call it before the app is imported: metrics created earlier stay in memory.
     """
@@ -215,23 +215,29 @@ def prepare_multiprocess_dir(base: Path | None = None) -> Path:
             "metrics were created before prepare_multiprocess_dir(); "
             "call it before importing the app"
         )
-    path = Path(tempfile.mkdtemp(prefix="mainspring-metrics-", dir=base))
     os.environ[MULTIPROC_ENV] = str(path)
     # prometheus-client chose its value storage when it was imported; choose again.
     values.ValueClass = values.get_value_class()  # type: ignore[no-untyped-call]
-    return path
 
 
 @contextmanager
 def multiprocess_metrics(base: Path | None = None) -> Iterator[Path]:
-    """:func:`prepare_multiprocess_dir` for the length of a run; the directory is removed after."""
-    path = prepare_multiprocess_dir(base)
-    try:
-        yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
-        if os.environ.get(MULTIPROC_ENV) == str(path):
-            del os.environ[MULTIPROC_ENV]
+    """A fresh directory for this run's worker metrics, in use for the length of the block
+    (see :func:`prepare_multiprocess_dir`) and removed after by this process only: a forked
+    worker that leaves the block on its way out leaves the directory to the others.
+
+    The directory lives under `base` (default ``$TMPDIR/mainspring-<uid>/metrics``), where
+    the directories of killed runs, which no live process holds, are removed first.
+    """
+    base = base if base is not None else private_dir("metrics")
+    remove_stale_run_dirs(base)
+    with RunDir.create(base) as run_dir:
+        prepare_multiprocess_dir(run_dir.path)
+        try:
+            yield run_dir.path
+        finally:
+            if os.environ.get(MULTIPROC_ENV) == str(run_dir.path):
+                del os.environ[MULTIPROC_ENV]
 
 
 def mark_worker_dead(pid: int) -> None:
