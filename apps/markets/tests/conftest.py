@@ -17,6 +17,7 @@ from typing import Any
 
 import asyncpg
 import pytest
+from process_support import runner
 from server_support import POSTGRES_URL, require_server
 from sqlalchemy.engine import make_url
 
@@ -28,6 +29,8 @@ from markets.espn.parser import parse_scoreboard
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 FIXTURES = REPO_ROOT.parent / "shared" / "fixtures"
+
+__all__ = ["runner"]  # `mainspring run` processes, stopped at the end of each test
 
 
 @pytest.fixture

@@ -2,7 +2,8 @@
 
 The schema comes only from the migrations in ``markets/db/migrations`` (never from
 ``create_all``), so a database created by the app and one upgraded by hand are the same.
-Upgrading is idempotent: what is already applied is skipped.
+Upgrading is idempotent: what is already applied is skipped. It runs under the database's
+lock, so the workers of a deployment starting together never migrate at the same time.
 """
 
 from __future__ import annotations
@@ -15,8 +16,11 @@ from alembic.config import Config
 from sqlalchemy.engine import URL, Connection
 
 from mainspring.resources.database import Database, async_url
+from mainspring.resources.lock import database_lock
 
 MIGRATIONS = Path(__file__).with_name("migrations")
+MIGRATIONS_LOCK = "migrations"
+"""The database lock held while migrating: the workers of one deployment start together."""
 
 
 def _config() -> Config:
@@ -26,22 +30,28 @@ def _config() -> Config:
 
 
 def upgrade(database_url: str) -> None:
-    """Bring the database at `database_url` to the latest revision (blocking).
+    """`upgrade_async` for synchronous code (the CLI): blocks until the database is at head."""
+    asyncio.run(upgrade_async(database_url))
 
-    It runs its own event loop, so call it from synchronous code (the CLI) or through
-    `upgrade_async`. An in-memory SQLite database lives in one connection: use
-    `upgrade_database` with the app's `Database` for that.
+
+async def upgrade_async(database_url: str) -> None:
+    """Bring the database at `database_url` to the latest revision, once across processes.
+
+    Every worker of a deployment calls this at start. Under the database's own lock the
+    first applies the migrations; the others wait, then find the schema at head and apply
+    nothing. Alembic is synchronous, so it runs in a thread. An in-memory SQLite database
+    lives in one connection: use `upgrade_database` with the app's `Database` for that.
     """
+    async with database_lock(database_url, MIGRATIONS_LOCK):
+        await asyncio.to_thread(_upgrade_at, database_url)
+
+
+def _upgrade_at(database_url: str) -> None:
     url = async_url(database_url)
     _create_sqlite_directory(url)
     config = _config()
     config.attributes["database_url"] = url.render_as_string(hide_password=False)
     command.upgrade(config, "head")
-
-
-async def upgrade_async(database_url: str) -> None:
-    """`upgrade` off the event loop, for an app applying migrations at start."""
-    await asyncio.to_thread(upgrade, database_url)
 
 
 async def upgrade_database(db: Database) -> None:

@@ -14,14 +14,24 @@ from mainspring.resources.base import Resource
 if TYPE_CHECKING:
     from mainspring.resources.database import Database, DbSession, db_session
     from mainspring.resources.http import HttpClient
+    from mainspring.resources.lock import database_lock
     from mainspring.resources.redis import Redis
 
-__all__ = ["Database", "DbSession", "HttpClient", "Redis", "Resource", "db_session"]
+__all__ = [
+    "Database",
+    "DbSession",
+    "HttpClient",
+    "Redis",
+    "Resource",
+    "database_lock",
+    "db_session",
+]
 
 _HOMES = {
     "Database": "database",
     "DbSession": "database",
     "db_session": "database",
+    "database_lock": "lock",
     "HttpClient": "http",
     "Redis": "redis",
 }

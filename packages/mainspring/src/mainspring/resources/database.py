@@ -47,7 +47,8 @@ def async_url(url: str | URL) -> URL:
     return parsed.set(drivername=driver) if driver else parsed
 
 
-def _is_memory(url: URL) -> bool:
+def is_memory(url: URL) -> bool:
+    """An in-memory SQLite URL: a database that lives in one connection of one process."""
     return url.database in (None, "", ":memory:") or url.query.get("mode") == "memory"
 
 
@@ -158,7 +159,7 @@ class Database(Resource):
                 "pool_pre_ping": True,
                 "connect_args": {"timeout": self.connect_timeout},
             }
-        if self.dialect == "sqlite" and _is_memory(self.url):
+        if self.dialect == "sqlite" and is_memory(self.url):
             # One connection holds the whole database; the pool lends it to one
             # session at a time, so concurrent sessions never share a transaction.
             return {
@@ -180,7 +181,7 @@ class Database(Resource):
             f"PRAGMA busy_timeout = {int(self.sqlite_busy_timeout_ms)}",
             "PRAGMA foreign_keys = ON",
         ]
-        if not _is_memory(self.url):
+        if not is_memory(self.url):
             pragmas.insert(0, "PRAGMA journal_mode = WAL")
 
         @event.listens_for(engine.sync_engine, "connect")
