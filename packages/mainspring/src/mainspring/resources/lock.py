@@ -57,7 +57,7 @@ async def database_lock(
         if is_memory(database):
             yield
             return
-        async with _file_lock(sqlite_lock_path(database, name), poll_interval):
+        async with _file_lock(sqlite_lock_path(database, name), name, poll_interval):
             yield
     elif dialect == "postgresql":
         async with _advisory_lock(database, name, connect_timeout):
@@ -79,10 +79,10 @@ def advisory_key(name: str) -> int:
 
 
 @asynccontextmanager
-async def _file_lock(path: Path, poll_interval: float) -> AsyncIterator[None]:
+async def _file_lock(path: Path, name: str, poll_interval: float) -> AsyncIterator[None]:
     fd = await _try_file_lock(path)
     if fd is None:
-        log.info("waiting for the database lock", lock=str(path))
+        log.info("waiting for the database lock", lock=name, path=str(path))
     while fd is None:
         await asyncio.sleep(poll_interval)
         fd = await _try_file_lock(path)
