@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 from typing import Any
 
@@ -107,6 +108,10 @@ def serve_workers(
         pidfile=pidfile,
     )
     master = os.getpid()
+    # What the app built at import is shared with the workers forked from here. Frozen, no
+    # worker's collections walk it: its pages stay shared, and a worker's exit no longer
+    # spends seconds in a full collection over its copy of the heap.
+    gc.freeze()
     try:
         application.run()
     except SystemExit as exc:
