@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import cold_start
 import http_stack
 import loop_overhead
 import markets_import
@@ -25,6 +26,8 @@ def main() -> None:
     realtime_memory.main([])
     print()
     realtime_tail.main([])
+    print()
+    cold_start.main([])
 
 
 if __name__ == "__main__":
