@@ -99,15 +99,20 @@ def holders(tmp_path: Path) -> Iterator[Holders]:
 def test_a_second_process_waits_until_the_first_lets_go(
     holders: Holders, database_url: str, lock_name: str
 ) -> None:
-    first = holders.start(database_url, lock_name)
-    wait_for(lambda: "held" in holders.output(first), DEADLINE, "the first to take the lock")
-    second = holders.start(database_url, lock_name)
+    both = [holders.start(database_url, lock_name) for _ in range(2)]
+
+    def holding() -> list[subprocess.Popen[bytes]]:
+        return [p for p in both if "held" in holders.output(p)]
+
+    wait_for(lambda: bool(holding()), DEADLINE, "one of them to take the lock")
+    (first,) = holding()
+    (second,) = [p for p in both if p is not first]
     wait_for(
         lambda: "waiting for the database lock" in holders.output(second),
         DEADLINE,
-        "the second to wait",
+        "the other to wait",
     )
-    assert "held" not in holders.output(second)
+    assert holding() == [first]
 
     holders.let_go(first)
 
