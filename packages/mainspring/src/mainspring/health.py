@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import hmac
 import ipaddress
+from collections.abc import Callable, Coroutine
 from typing import Any
 
-from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 
-from mainspring.dependencies import RuntimeDep
+from mainspring.dependencies import RuntimeDep, get_runtime
+from mainspring.observability.openapi import declares_errors
 
 router = APIRouter(tags=["health"])
 
@@ -32,9 +35,40 @@ async def ready(rt: RuntimeDep) -> JSONResponse:
 
 
 async def admin_only(request: Request, rt: RuntimeDep) -> None:
-    """A dependency for operator endpoints: the admin token, or loopback without one."""
+    """A dependency for operator endpoints: the admin token, or loopback without one.
+
+    FastAPI reads and parses a route's body before it runs its dependencies: a route
+    that takes a body should be an `AdminRoute` instead, which checks first."""
     token = rt.settings.admin_token
     require_admin(request, token.get_secret_value() if token else None)
+
+
+ADMIN_ERRORS = {
+    401: "Missing or wrong admin token.",
+    403: "No admin token is set and the client is not local.",
+}
+declares_errors(admin_only, ADMIN_ERRORS)
+
+
+class AdminRoute(APIRoute):
+    """An operator route whose admin check runs before its body is read, so an
+    unauthenticated client cannot make the server read, hold or parse a large body.
+
+    Use it for a router of operator endpoints:
+    ``APIRouter(prefix="/admin", route_class=AdminRoute)``.
+    """
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handle = super().get_route_handler()
+
+        async def admin_first(request: Request) -> Response:
+            await admin_only(request, await get_runtime(request))
+            return await handle(request)
+
+        return admin_first
+
+
+declares_errors(AdminRoute, ADMIN_ERRORS)
 
 
 @router.get(

@@ -10,14 +10,25 @@ import os
 
 from fastapi import FastAPI
 
+from mainspring.observability.body_limit import (
+    DEFAULT_MAX_BODY_SIZE,
+    BodyLimitMiddleware,
+    body_limit,
+)
 from mainspring.observability.context import current_request_id, set_subject
-from mainspring.observability.errors import install_error_handlers
+from mainspring.observability.errors import ErrorBody, Overloaded, install_error_handlers
 from mainspring.observability.logging import configure_logging
 from mainspring.observability.metrics import http_metrics
 from mainspring.observability.middleware import RequestContextMiddleware
+from mainspring.observability.openapi import declare_error_responses
+from mainspring.settings import ConfigError
 
 __all__ = [
+    "BodyLimitMiddleware",
+    "ErrorBody",
+    "Overloaded",
     "RequestContextMiddleware",
+    "body_limit",
     "configure_logging",
     "current_request_id",
     "instrument",
@@ -25,21 +36,43 @@ __all__ = [
 ]
 
 TRUSTED_PROXIES_ENV = "MAINSPRING_TRUSTED_PROXIES"
+MAX_BODY_SIZE_ENV = "MAINSPRING_MAX_BODY_SIZE"
 
 
-def instrument(app: FastAPI, *, trusted_proxies: list[str] | None = None) -> FastAPI:
-    """Give `app` request ids, one access line per request, HTTP metrics and JSON errors.
+def instrument(
+    app: FastAPI,
+    *,
+    trusted_proxies: list[str] | None = None,
+    max_body_size: int | None = None,
+) -> FastAPI:
+    """Give `app` request ids, one access line per request, HTTP metrics, JSON errors and
+    a request-body limit.
 
     Call it once, after adding your own middleware, so that the request context is
     the outermost layer. `trusted_proxies` (IPs or CIDRs; default: the comma-separated
     ``MAINSPRING_TRUSTED_PROXIES``) are the peers whose ``X-Forwarded-For`` is believed.
+    `max_body_size` is the largest request body read, in bytes (default:
+    ``MAINSPRING_MAX_BODY_SIZE``, else 1 MiB); `body_limit` changes it for one endpoint.
     """
     if trusted_proxies is None:
         trusted_proxies = [p.strip() for p in os.environ.get(TRUSTED_PROXIES_ENV, "").split(",")]
+    if max_body_size is None:
+        max_body_size = _max_body_size_from_env()
     install_error_handlers(app)
+    declare_error_responses(app)
+    app.add_middleware(BodyLimitMiddleware, max_body_size=max_body_size)
     app.add_middleware(
         RequestContextMiddleware,
         metrics=http_metrics(),
         trusted_proxies=[proxy for proxy in trusted_proxies if proxy],
     )
     return app
+
+
+def _max_body_size_from_env() -> int:
+    value = os.environ.get(MAX_BODY_SIZE_ENV, "").strip()
+    if not value:
+        return DEFAULT_MAX_BODY_SIZE
+    if not value.isdecimal():
+        raise ConfigError(f"{MAX_BODY_SIZE_ENV}: expected a number of bytes (got {value!r})")
+    return int(value)

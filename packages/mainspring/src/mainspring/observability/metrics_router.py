@@ -7,6 +7,7 @@ from wsgiref.simple_server import WSGIServer
 
 import anyio
 from fastapi import APIRouter, Depends, Request, Response
+from fastapi.responses import PlainTextResponse
 from prometheus_client import start_http_server
 
 from mainspring.health import admin_only
@@ -19,6 +20,13 @@ metrics_router = APIRouter(tags=["metrics"])
     "/metrics",
     summary="Prometheus metrics of every worker of this server",
     dependencies=[Depends(admin_only)],
+    response_class=PlainTextResponse,
+    responses={
+        200: {
+            "description": "Prometheus text, or OpenMetrics when the client's Accept asks for it.",
+            "content": {"application/openmetrics-text": {"schema": {"type": "string"}}},
+        }
+    },
 )
 async def metrics(request: Request) -> Response:
     # Merging the workers' files reads the disk: keep it off the event loop.
