@@ -16,6 +16,7 @@ import structlog
 from fastapi import Depends
 from sqlalchemy import event, text
 from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -25,6 +26,8 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.pool import AsyncAdaptedQueuePool, PoolResetState
 
 from mainspring.dependencies import use
+from mainspring.observability.errors import Overloaded
+from mainspring.observability.openapi import declares_errors
 from mainspring.resources.base import Resource
 
 log = structlog.get_logger("mainspring.resources")
@@ -47,6 +50,17 @@ def async_url(url: str | URL) -> URL:
     return parsed.set(drivername=driver) if driver else parsed
 
 
+DEFAULT_POOL_TIMEOUT = 2.0
+"""Seconds a session waits for a free connection before its request gets a 503: long
+enough for a burst to drain, short enough that a client is told to retry instead of
+waiting for a 500 (SQLAlchemy's own default is 30 s)."""
+
+
+class DatabaseBusy(Overloaded, PoolTimeout):
+    """Every pooled connection stayed busy for the pool timeout: answered 503 with
+    ``Retry-After``, and still a SQLAlchemy ``TimeoutError`` for code that catches one."""
+
+
 def is_memory(url: URL) -> bool:
     """An in-memory SQLite URL: a database that lives in one connection of one process."""
     return url.database in (None, "", ":memory:") or url.query.get("mode") == "memory"
@@ -67,7 +81,7 @@ class Database(Resource):
         echo: bool = False,
         pool_size: int = 5,
         max_overflow: int = 10,
-        pool_timeout: float = 10,
+        pool_timeout: float = DEFAULT_POOL_TIMEOUT,
         connect_timeout: float = 5,
         sqlite_busy_timeout_ms: int = 5000,
         name: str = "database",
@@ -137,14 +151,22 @@ class Database(Resource):
         """A session whose work is committed when the block succeeds, rolled back when it raises.
 
         Commits made inside the block are kept; whatever follows them is committed at the end.
+        When no connection comes free within `pool_timeout`, it raises `DatabaseBusy`.
         """
-        async with self.sessions() as session:
-            try:
-                yield session
-            except BaseException:
-                await session.rollback()
+        try:
+            async with self.sessions() as session:
+                try:
+                    yield session
+                except BaseException:
+                    await session.rollback()
+                    raise
+                await session.commit()
+        except PoolTimeout as exc:
+            if isinstance(exc, DatabaseBusy):
                 raise
-            await session.commit()
+            raise DatabaseBusy(
+                f"no database connection came free within {self.pool_timeout:g} s; retry shortly"
+            ) from exc
 
     async def _select_one(self, engine: AsyncEngine) -> None:
         async with asyncio.timeout(self.connect_timeout), engine.connect() as conn:
@@ -217,6 +239,8 @@ async def db_session(
     async with db.session() as session:
         yield session
 
+
+declares_errors(db_session, {503: "Every database connection stayed busy; retry shortly."})
 
 DbSession = Annotated[AsyncSession, Depends(db_session, scope="function")]
 """A handler parameter type. ``scope="function"`` commits before the response is sent,
