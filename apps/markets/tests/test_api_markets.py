@@ -201,6 +201,6 @@ async def test_openapi_documents_every_route(client: httpx.AsyncClient) -> None:
         "ImportRequest",
         "ImportOut",
         "ImportAccepted",
-        "ErrorOut",
+        "ErrorBody",
     ):
         assert components[name].get("examples"), name

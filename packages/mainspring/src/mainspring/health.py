@@ -45,7 +45,7 @@ async def admin_only(request: Request, rt: RuntimeDep) -> None:
 
 ADMIN_ERRORS = {
     401: "Missing or wrong admin token.",
-    403: "No admin token is set and the client is not local.",
+    403: "No admin token is set and the client is remote or behind a proxy.",
 }
 declares_errors(admin_only, ADMIN_ERRORS)
 

@@ -8,25 +8,21 @@ from fastapi import APIRouter, Depends, HTTPException
 from sqlalchemy import select
 
 from mainspring import use
-from mainspring.health import admin_only
+from mainspring.health import AdminRoute
+from mainspring.observability import ErrorBody
 from mainspring.resources import DbSession
 from markets.api.errors import not_found
-from markets.api.schemas import ErrorOut, ImportAccepted, ImportOut, ImportRequest
+from markets.api.params import RowId
+from markets.api.schemas import ImportAccepted, ImportOut, ImportRequest
 from markets.db.models import ImportRun, ImportState, League
 from markets.importer import Importer, ImportQueueFull
 
-router = APIRouter(
-    prefix="/admin",
-    tags=["admin"],
-    dependencies=[Depends(admin_only)],
-    responses={
-        401: {"model": ErrorOut, "description": "Missing or wrong admin token."},
-        403: {
-            "model": ErrorOut,
-            "description": "No admin token is set and the client is remote or behind a proxy.",
-        },
-    },
-)
+QUEUE_FULL_RETRY_AFTER = 10
+"""Seconds a client is told to wait when the import queue is full."""
+
+# The admin check runs before a body is read: an unauthenticated client cannot make the
+# server read or parse one.
+router = APIRouter(prefix="/admin", tags=["admin"], route_class=AdminRoute)
 
 
 @router.post(
@@ -34,7 +30,13 @@ router = APIRouter(
     status_code=202,
     response_model=ImportAccepted,
     summary="Import a league's games for a range of days, in the background",
-    responses={503: {"model": ErrorOut, "description": "Too many imports are waiting."}},
+    responses={
+        429: {"model": ErrorBody, "description": "Too many imports are waiting; retry later."},
+        503: {
+            "model": ErrorBody,
+            "description": "The importer is not running here, or the database is busy.",
+        },
+    },
 )
 async def start_import(
     body: ImportRequest, importer: Annotated[Importer, Depends(use(Importer))]
@@ -42,7 +44,9 @@ async def start_import(
     try:
         run_id = await importer.enqueue(body.league, body.start, body.end, requested_by="admin")
     except ImportQueueFull as exc:
-        raise HTTPException(503, str(exc)) from None
+        raise HTTPException(
+            429, str(exc), headers={"Retry-After": str(QUEUE_FULL_RETRY_AFTER)}
+        ) from None
     return ImportAccepted(
         id=run_id, state=ImportState.QUEUED, status_url=f"/admin/imports/{run_id}"
     )
@@ -54,7 +58,7 @@ async def start_import(
     summary="Progress of an import: days done, games seen, markets opened, errors per day",
     responses=not_found("import"),
 )
-async def get_import(import_id: int, session: DbSession) -> ImportOut:
+async def get_import(import_id: RowId, session: DbSession) -> ImportOut:
     found = (
         await session.execute(
             select(ImportRun, League.code)

@@ -5,7 +5,11 @@ from __future__ import annotations
 import base64
 import binascii
 
+from markets.api.params import MAX_ROW_ID
+
 PREFIX = "after:"
+MAX_CURSOR_LENGTH = 64
+"""Far more than any cursor given out; longer input is refused before it is decoded."""
 
 
 def encode_cursor(last_id: int) -> str:
@@ -13,11 +17,15 @@ def encode_cursor(last_id: int) -> str:
 
 
 def decode_cursor(cursor: str) -> int:
-    """The id the page ends after; ValueError when `cursor` is not one of ours."""
-    try:
-        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-    except (binascii.Error, UnicodeDecodeError):
-        raise ValueError("not a cursor") from None
-    if not text.startswith(PREFIX) or not text[len(PREFIX) :].isdigit():
+    """The id the page ends after; ValueError when `cursor` is not one of ours, including
+    one naming an id no row can have."""
+    if len(cursor) > MAX_CURSOR_LENGTH:
         raise ValueError("not a cursor")
-    return int(text[len(PREFIX) :])
+    try:
+        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode("ascii")
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raise ValueError("not a cursor") from None
+    digits = text.removeprefix(PREFIX)
+    if digits == text or not digits.isdecimal() or int(digits) > MAX_ROW_ID:
+        raise ValueError("not a cursor")
+    return int(digits)

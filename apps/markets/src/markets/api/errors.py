@@ -6,11 +6,11 @@ from typing import Any
 
 from fastapi.exceptions import RequestValidationError
 
-from markets.api.schemas import ErrorOut
+from mainspring.observability import ErrorBody
 
 
 def not_found(what: str) -> dict[int | str, dict[str, Any]]:
-    return {404: {"model": ErrorOut, "description": f"No {what} has this id."}}
+    return {404: {"model": ErrorBody, "description": f"No {what} has this id."}}
 
 
 def invalid(where: str, name: str, message: str, value: object) -> RequestValidationError:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query
@@ -11,6 +10,7 @@ from sqlalchemy import select
 from mainspring.resources import DbSession
 from markets.api.cursor import decode_cursor, encode_cursor
 from markets.api.errors import invalid, not_found
+from markets.api.params import LEAGUE_CHOICES, RowId, UtcQueryTime
 from markets.api.schemas import (
     GameDetail,
     GameOut,
@@ -36,13 +36,16 @@ MAX_LIMIT = 200
 )
 async def list_markets(
     session: DbSession,
-    league: Annotated[str | None, Query(description="nba or mlb.")] = None,
+    league: Annotated[
+        str | None, Query(description="nba or mlb.", json_schema_extra=LEAGUE_CHOICES)
+    ] = None,
     state: Annotated[MarketState | None, Query(description="Only markets in this state.")] = None,
     starts_after: Annotated[
-        datetime | None, Query(description="Games starting at or after this time (UTC if naive).")
+        UtcQueryTime | None,
+        Query(description="Games starting at or after this time (UTC if naive)."),
     ] = None,
     starts_before: Annotated[
-        datetime | None, Query(description="Games starting before this time (UTC if naive).")
+        UtcQueryTime | None, Query(description="Games starting before this time (UTC if naive).")
     ] = None,
     cursor: Annotated[str | None, Query(description="`next_cursor` of the previous page.")] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT, description="Page size.")] = DEFAULT_LIMIT,
@@ -55,13 +58,14 @@ async def list_markets(
         query = query.where(League.code == league)
     if state is not None:
         query = query.where(Market.state == state)
-    after, before = _utc(starts_after), _utc(starts_before)
-    if after is not None and before is not None and after >= before:
-        raise invalid("query", "starts_before", "starts_before must be after starts_after", before)
-    if after is not None:
-        query = query.where(Game.start_time >= after)
-    if before is not None:
-        query = query.where(Game.start_time < before)
+    if starts_after is not None and starts_before is not None and starts_after >= starts_before:
+        raise invalid(
+            "query", "starts_before", "starts_before must be after starts_after", starts_before
+        )
+    if starts_after is not None:
+        query = query.where(Game.start_time >= starts_after)
+    if starts_before is not None:
+        query = query.where(Game.start_time < starts_before)
     if cursor is not None:
         try:
             query = query.where(Market.id > decode_cursor(cursor))
@@ -84,7 +88,7 @@ async def list_markets(
     summary="One market, with its game, teams and every state change",
     responses=not_found("market"),
 )
-async def get_market(market_id: int, session: DbSession) -> MarketDetail:
+async def get_market(market_id: RowId, session: DbSession) -> MarketDetail:
     market = (await session.scalars(markets_with_games().where(Market.id == market_id))).first()
     if market is None:
         raise HTTPException(404, f"market {market_id} not found")
@@ -102,15 +106,9 @@ async def get_market(market_id: int, session: DbSession) -> MarketDetail:
     summary="One game, with its teams, score, status and market",
     responses=not_found("game"),
 )
-async def get_game(game_id: int, session: DbSession) -> GameDetail:
+async def get_game(game_id: RowId, session: DbSession) -> GameDetail:
     game = (await session.scalars(games_with_teams().where(Game.id == game_id))).first()
     if game is None:
         raise HTTPException(404, f"game {game_id} not found")
     market_id = await session.scalar(select(Market.id).where(Market.game_id == game_id))
     return GameDetail(**GameOut.of(game).model_dump(), market_id=market_id)
-
-
-def _utc(moment: datetime | None) -> datetime | None:
-    if moment is None or moment.tzinfo is not None:
-        return moment
-    return moment.replace(tzinfo=UTC)

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
+from markets.api.params import LEAGUE_CHOICES
 from markets.db.models import (
     Game,
     GameStatus,
@@ -72,13 +73,6 @@ EVENT_EXAMPLE: dict[str, Any] = {
     "detail": {"home_score": 126, "away_score": 115},
     "at": "2024-01-09T03:02:00Z",
 }
-
-
-class ErrorOut(BaseModel):
-    """What every 4xx answered by a route looks like."""
-
-    detail: str
-    model_config = ConfigDict(json_schema_extra={"examples": [{"detail": "market 7 not found"}]})
 
 
 class TeamOut(BaseModel):
@@ -193,7 +187,10 @@ class MarketPage(BaseModel):
 
 
 class ImportRequest(BaseModel):
-    league: str = Field(description=f"One of: {', '.join(sorted(LEAGUES))}.")
+    league: str = Field(
+        description=f"One of: {', '.join(sorted(LEAGUES))}.",
+        json_schema_extra=LEAGUE_CHOICES,
+    )
     start: date = Field(description="First day (US date, as ESPN lists games).")
     end: date = Field(description=f"Last day, inclusive; at most {MAX_IMPORT_DAYS} days in all.")
     model_config = ConfigDict(

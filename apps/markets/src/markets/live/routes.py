@@ -11,8 +11,8 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, HTTPException, Request, WebSocket
 
 from mainspring import use
+from mainspring.observability import ErrorBody
 from mainspring.realtime import EventStream, Hub, channel_stream, serve_channels
-from markets.api.schemas import ErrorOut
 from markets.live.channels import CHANNELS
 
 router = APIRouter(tags=["live"])
@@ -35,7 +35,7 @@ HubDep = Annotated[Hub, Depends(use(Hub))]
         200: {"content": {"text/event-stream": {}}, "description": "The stream."},
         404: {
             "description": "No such channel.",
-            "content": {"application/json": {"schema": ErrorOut.model_json_schema()}},
+            "content": {"application/json": {"schema": ErrorBody.model_json_schema()}},
         },
     },
 )
