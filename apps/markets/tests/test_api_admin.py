@@ -190,6 +190,24 @@ async def test_a_full_queue_is_refused(database: Database) -> None:
         assert importer.queue.qsize() == QUEUE_SIZE
 
 
+async def test_a_full_import_queue_is_429_with_retry_after(
+    client: httpx.AsyncClient, feed_url: str
+) -> None:
+    body = {"league": "nba", "start": "2024-01-01", "end": "2024-01-01"}
+    async with httpx.AsyncClient() as http:
+        await http.post(f"{feed_url}/_fake/faults", json={"latency": 30.0})
+        try:
+            for _ in range(QUEUE_SIZE + 2):  # one may be taken off the queue and run
+                response = await client.post("/admin/imports", json=body, headers=AUTH)
+                if response.status_code != 202:
+                    break
+        finally:
+            await http.post(f"{feed_url}/_fake/faults", json={"latency": 0.0})
+    assert response.status_code == 429
+    assert response.headers["retry-after"] == "10"
+    assert response.json()["detail"] == f"{QUEUE_SIZE} imports are already waiting; try again later"
+
+
 async def test_stopping_the_app_interrupts_a_running_import(
     database_url: str, database: Database, tmp_path: Path, feed_url: str
 ) -> None:
