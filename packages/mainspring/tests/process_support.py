@@ -39,7 +39,12 @@ class Runner:
 
     def __init__(self, tmp_path: Path) -> None:
         self.tmp_path = tmp_path
-        self.env = {**os.environ, "MAINSPRING_PIDFILE_DIR": str(tmp_path / "pids")}
+        self.env = {
+            **os.environ,
+            "MAINSPRING_PIDFILE_DIR": str(tmp_path / "pids"),
+            # No load balancer to wait for: stop at once unless a test asks for a drain.
+            "MAINSPRING_DRAIN_DELAY": "0",
+        }
         self.started: list[tuple[subprocess.Popen[bytes], Path]] = []
 
     def start(

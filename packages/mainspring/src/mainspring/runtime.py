@@ -25,6 +25,7 @@ from mainspring.leases import LeaseBackend, holder_id, lease_backend_from_url, l
 from mainspring.observability.metrics import runtime_metrics
 from mainspring.observability.metrics_router import metrics_router
 from mainspring.observability.tracing import Tracing, setup_tracing
+from mainspring.offline_docs import serve_docs_offline
 from mainspring.resources.base import Resource
 from mainspring.services.base import Service
 from mainspring.services.policy import RestartMode, RestartPolicy
@@ -387,6 +388,7 @@ def _mount_routers(app: FastAPI) -> None:
     if not getattr(app.state, "mainspring_health_mounted", False):
         app.include_router(health_router)
         app.include_router(metrics_router)
+        serve_docs_offline(app)
         app.state.mainspring_health_mounted = True
 
 
