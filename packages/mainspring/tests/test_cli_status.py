@@ -27,7 +27,7 @@ DEADLINE = 60.0
 def serve(app: str, tmp: Path) -> tuple[subprocess.Popen[bytes], str]:
     """Start `mainspring run app`; return it and its URL once it answers (the caller stops it)."""
     port = free_port()
-    env = {**os.environ, "MAINSPRING_PIDFILE_DIR": str(tmp)}
+    env = {**os.environ, "MAINSPRING_PIDFILE_DIR": str(tmp), "MAINSPRING_DRAIN_DELAY": "0"}
     env.pop("MAINSPRING_ADMIN_TOKEN", None)
     command = [sys.executable, "-m", "mainspring.cli", "run", app, "--port", str(port)]
     with (tmp / "server.log").open("wb") as log:
@@ -133,3 +133,23 @@ def test_status_of_a_real_runtime_app(tmp_path: Path) -> None:
     assert "runtime-app" in out
     assert "heartbeat" in out.lower()
     assert f"pid {server.pid}" in out
+
+
+def test_status_without_a_url_finds_the_app_from_its_pidfile(tmp_path: Path) -> None:
+    server, _ = serve("tests.sample_apps.runtime_app:app", tmp_path)
+    try:
+        code, out, err = status(MAINSPRING_PIDFILE_DIR=str(tmp_path))
+    finally:
+        stop(server)
+    assert code == 0, err
+    assert "runtime-app" in out
+    assert f"pid {server.pid}" in out
+
+
+def test_status_without_a_url_when_no_app_runs_here(tmp_path: Path) -> None:
+    code, out, err = status(MAINSPRING_PIDFILE_DIR=str(tmp_path))
+    assert code == 1
+    assert out == ""
+    assert str(tmp_path) in err
+    assert "pass its URL" in err
+    assert len(err.strip().splitlines()) == 1

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 
 from fastapi import FastAPI
+from starlette.applications import Starlette
 
 from mainspring.observability.body_limit import (
     DEFAULT_MAX_BODY_SIZE,
@@ -48,12 +49,17 @@ def instrument(
     """Give `app` request ids, one access line per request, HTTP metrics, JSON errors and
     a request-body limit.
 
-    Call it once, after adding your own middleware, so that the request context is
-    the outermost layer. `trusted_proxies` (IPs or CIDRs; default: the comma-separated
+    Call it after adding your own middleware, so that the request context is the
+    outermost layer. `trusted_proxies` (IPs or CIDRs; default: the comma-separated
     ``MAINSPRING_TRUSTED_PROXIES``) are the peers whose ``X-Forwarded-For`` is believed.
     `max_body_size` is the largest request body read, in bytes (default:
     ``MAINSPRING_MAX_BODY_SIZE``, else 1 MiB); `body_limit` changes it for one endpoint.
+
+    An app that has the request context already is returned as it is, so `mainspring
+    run` can instrument every app it serves without wrapping any of them twice.
     """
+    if _has_request_context(app):
+        return app
     if trusted_proxies is None:
         trusted_proxies = [p.strip() for p in os.environ.get(TRUSTED_PROXIES_ENV, "").split(",")]
     if max_body_size is None:
@@ -76,3 +82,9 @@ def _max_body_size_from_env() -> int:
     if not value.isdecimal():
         raise ConfigError(f"{MAX_BODY_SIZE_ENV}: expected a number of bytes (got {value!r})")
     return int(value)
+
+
+def _has_request_context(app: Starlette) -> bool:
+    """Whether `app` already has the request context (from `instrument` or by hand)."""
+    factories: list[object] = [middleware.cls for middleware in app.user_middleware]
+    return RequestContextMiddleware in factories

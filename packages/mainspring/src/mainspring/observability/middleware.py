@@ -4,15 +4,18 @@ Pure ASGI, so the app runs in the same task and context as the middleware:
 contextvars bound here reach every handler, dependency and log call, which
 Starlette's base HTTP middleware class would not guarantee. Install it outermost
 (wrap the app or `add_middleware` it last) so even a crash gets an id, a JSON 500
-and one log line.
+and one log line; a request that the server cuts off at its graceful-shutdown timeout
+before it answered gets a JSON 503 instead of the server's plain-text 500.
 """
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import time
 from collections.abc import Iterable
 from contextlib import suppress
+from dataclasses import dataclass
 from json import dumps
 from typing import Any, Protocol
 
@@ -21,6 +24,7 @@ from starlette.routing import Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from starlette.websockets import WebSocketDisconnect
 
+from mainspring import lifecycle
 from mainspring.observability.access import access_log
 from mainspring.observability.context import (
     SUBJECT_KEY,
@@ -103,12 +107,21 @@ class RequestContextMiddleware:
         start = time.perf_counter()
         try:
             await self.app(scope, receive, send_with_id)
+        except asyncio.CancelledError:
+            if status or not lifecycle.is_draining():
+                raise
+            # The server gave up on this request at its graceful-shutdown timeout. Nothing
+            # was sent yet, so say so and end the request here: the task has nothing left
+            # to unwind, and re-raising would only make the server log a traceback.
+            error = "CancelledError"
+            with suppress(OSError):
+                await _send_error(send_with_id, request_id, SHUTTING_DOWN)
         except Exception as exc:
             error = type(exc).__name__
             log.exception("unhandled exception", method=method, route=route_template(scope))
             if not status:
                 with suppress(OSError):  # the client may be gone already
-                    await _send_error(send_with_id, request_id)
+                    await _send_error(send_with_id, request_id, INTERNAL_ERROR)
         finally:
             duration = time.perf_counter() - start
             route = route_template(scope)
@@ -253,11 +266,26 @@ def _unbind(scope: Scope, binding: Binding) -> None:
         structlog.contextvars.unbind_contextvars("subject")
 
 
-async def _send_error(send: Send, request_id: str) -> None:
-    body = dumps({"error": "internal_error", "request_id": request_id}).encode("utf-8")
+@dataclass(frozen=True)
+class ErrorAnswer:
+    status: int
+    error: str
+    headers: tuple[tuple[bytes, bytes], ...] = ()
+
+
+INTERNAL_ERROR = ErrorAnswer(500, "internal_error")
+SHUTTING_DOWN = ErrorAnswer(
+    503, "shutting_down", ((b"retry-after", b"1"), (b"connection", b"close"))
+)
+"""Another instance can serve a retry at once; this one is closing its connections."""
+
+
+async def _send_error(send: Send, request_id: str, answer: ErrorAnswer) -> None:
+    body = dumps({"error": answer.error, "request_id": request_id}).encode("utf-8")
     headers = [
         (b"content-type", b"application/json"),
         (b"content-length", str(len(body)).encode("ascii")),
+        *answer.headers,
     ]
-    await send({"type": "http.response.start", "status": 500, "headers": headers})
+    await send({"type": "http.response.start", "status": answer.status, "headers": headers})
     await send({"type": "http.response.body", "body": body})

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import os
+from collections.abc import Callable
 from typing import Any
 
 from gunicorn.app.base import BaseApplication  # type: ignore[import-untyped]
@@ -13,10 +14,11 @@ from mainspring.observability.metrics import mark_worker_dead
 from mainspring.server.arbiter import MainspringArbiter
 from mainspring.server.config_guard import ConfigErrorGuard
 from mainspring.server.exitcodes import EXIT_APP_ERROR, EXIT_OK
-from mainspring.server.logs import GunicornLogger
+from mainspring.server.gunicorn_logs import GunicornLogger
 from mainspring.server.metrics_port import MetricsPort
 from mainspring.server.options import RunOptions
 from mainspring.server.pidfile import Pidfile
+from mainspring.server.serving import served_app
 
 WORKER_CLASS = "mainspring.server.worker.MainspringWorker"
 GUNICORN_APP_LOAD_ERROR = 4
@@ -35,19 +37,25 @@ class MainspringApplication(BaseApplication):  # type: ignore[misc]
         stop_timeout: int,
         metrics_port: MetricsPort | None = None,
         pidfile: Pidfile | None = None,
+        on_ready: Callable[[], None] | None = None,
     ) -> None:
         self.run_options = options
         self.stop_deadline = stop_deadline
         """Each worker ends itself this long (plus a short grace) after its stop began."""
         self.metrics_port = metrics_port
         self.pidfile = pidfile
+        self.on_ready = on_ready
         self.arbiter: MainspringArbiter | None = None
         self.options: dict[str, Any] = {
             "bind": [f"fd://{fd}"],
             "workers": options.workers,
             "worker_class": WORKER_CLASS,
-            # The arbiter SIGKILLs workers after this; leave them time for the app's shutdown.
+            # The arbiter SIGKILLs workers after this; leave them time for the drain delay,
+            # in-flight requests and the app's shutdown.
             "graceful_timeout": stop_timeout,
+            # uvicorn's worker turns it into its keep-alive timeout: one meaning for any
+            # number of workers.
+            "keepalive": options.keepalive,
             "control_socket_disable": True,
             "proc_name": f"mainspring {options.app}",
             "logger_class": GunicornLogger,
@@ -65,7 +73,9 @@ class MainspringApplication(BaseApplication):  # type: ignore[misc]
             self.cfg.set(key, value)
 
     def load(self) -> Any:
-        return ConfigErrorGuard(import_from_string(self.run_options.app))
+        """In each worker: the app as `mainspring run` serves it."""
+        app = served_app(import_from_string(self.run_options.app), self.run_options)
+        return ConfigErrorGuard(app)
 
     def run(self) -> None:
         """gunicorn's own `run`, with the arbiter that records its workers."""
@@ -78,9 +88,12 @@ class MainspringApplication(BaseApplication):  # type: ignore[misc]
         return self.arbiter.stop_outcome if self.arbiter is not None else EXIT_OK
 
     def when_ready(self, arbiter: Any) -> None:
-        """The master reads every worker's metrics files, so it serves the metrics port."""
+        """The master reads every worker's metrics files, so it serves the metrics port;
+        it alone says where the app is served, once."""
         if self.metrics_port is not None:
             self.metrics_port.start()
+        if self.on_ready is not None:
+            self.on_ready()
 
 
 def child_exit(arbiter: Any, worker: Any) -> None:
@@ -96,6 +109,7 @@ def serve_workers(
     stop_timeout: int,
     metrics_port: MetricsPort | None,
     pidfile: Pidfile | None,
+    on_ready: Callable[[], None] | None = None,
 ) -> int:
     """Run gunicorn's arbiter until it stops; return its exit status, or how the workers
     ended when the arbiter itself stopped cleanly."""
@@ -106,6 +120,7 @@ def serve_workers(
         stop_timeout=stop_timeout,
         metrics_port=metrics_port,
         pidfile=pidfile,
+        on_ready=on_ready,
     )
     master = os.getpid()
     # What the app built at import is shared with the workers forked from here. Frozen, no

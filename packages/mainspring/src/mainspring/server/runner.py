@@ -3,15 +3,19 @@ pidfile, serve, exit cleanly."""
 
 from __future__ import annotations
 
+import functools
 import math
 import os
+from collections.abc import Callable
 from contextlib import ExitStack
+from dataclasses import replace
 
 import structlog
 import uvicorn
 
 from mainspring.observability.metrics import multiprocess_metrics
 from mainspring.server import takeover
+from mainspring.server.address import LOOPBACK_FOR, base_url
 from mainspring.server.config_guard import ConfigErrorGuard
 from mainspring.server.exitcodes import EXIT_APP_ERROR, StartError
 from mainspring.server.loader import load_app
@@ -19,6 +23,7 @@ from mainspring.server.metrics_port import MetricsPort
 from mainspring.server.multi import serve_workers
 from mainspring.server.options import TRUSTED_PROXIES_ENV, RunOptions
 from mainspring.server.pidfile import Pidfile, pidfile_path
+from mainspring.server.serving import served_app
 from mainspring.server.single import serve, serve_with_reload
 from mainspring.server.websocket_protocol import WebSocketProtocol
 from mainspring.settings import ConfigError, MainspringSettings, load_settings
@@ -33,6 +38,9 @@ STOP_MARGIN = 5.0
 
 def run(options: RunOptions) -> int:
     """Serve `options.app` until stopped; return the exit code. Raises StartError."""
+    options.check()
+    if options.reload:
+        options = replace(options, drain_delay=0.0)  # no load balancer in development
     # Before the app is imported: its import-time log lines and metrics depend on both.
     try:
         options.logs.apply()
@@ -60,9 +68,10 @@ def _run(options: RunOptions, cleanup: ExitStack) -> int:
         shutdown_timeout = load_settings(MainspringSettings).shutdown_timeout
     except ConfigError as exc:
         raise StartError(str(exc), EXIT_APP_ERROR) from None
-    # The whole stop's deadline: drain requests, then the app's own shutdown deadline. A
-    # process still running past it (plus a short grace) ends itself (server/deadline.py).
-    stop_deadline = options.graceful_timeout + shutdown_timeout
+    # The whole stop's deadline: the drain delay, in-flight requests, then the app's own
+    # shutdown deadline. A process still running past it (plus a short grace) ends itself
+    # (server/deadline.py).
+    stop_deadline = options.drain_delay + options.graceful_timeout + shutdown_timeout
     stop_timeout = stop_deadline + STOP_MARGIN
     sock = takeover.claim_port(
         options.host,
@@ -76,25 +85,31 @@ def _run(options: RunOptions, cleanup: ExitStack) -> int:
     pidfile = Pidfile(pidfile_path(options.host, port))
     cleanup.callback(pidfile.release)
     pidfile.acquire(app=options.app, host=options.host, port=port, timeout=stop_timeout)
-    announce(options.host, port, app)
     metrics_port = None if options.metrics_port is None else MetricsPort(options.metrics_port)
     if metrics_port is not None:
         cleanup.callback(metrics_port.stop)
+    announce = announcement(options.host, port, app)
     if options.workers > 1:
+        listener = os.dup(sock.fileno())  # gunicorn closes the listener it is given.
+        # Only the workers' copies may keep the port open once they stop: one left here
+        # would queue new connections that nobody accepts until the master exits.
+        sock.close()
         return serve_workers(
             options,
-            os.dup(sock.fileno()),  # gunicorn closes the listener it is given.
+            listener,
             stop_deadline=stop_deadline,
             stop_timeout=math.ceil(stop_timeout),
             metrics_port=metrics_port,
             pidfile=pidfile,
+            on_ready=announce,
         )
-    guarded = ConfigErrorGuard(app)
+    guarded = ConfigErrorGuard(served_app(app, options))
     config = uvicorn.Config(
         options.app if options.reload else guarded,
         lifespan="on",
         reload=options.reload,
         timeout_graceful_shutdown=options.graceful_timeout,
+        timeout_keep_alive=options.keepalive,
         ws_per_message_deflate=options.ws_deflate,
         ws_max_size=options.ws_max_size,
         ws=WebSocketProtocol,
@@ -105,13 +120,8 @@ def _run(options: RunOptions, cleanup: ExitStack) -> int:
         proxy_headers=False,
     )
     if options.reload:
-        return serve_with_reload(
-            config,
-            sock,
-            logs=options.logs,
-            watchdog_threshold=options.watchdog_threshold,
-            stop_deadline=stop_deadline,
-        )
+        announce()
+        return serve_with_reload(config, sock, options=options, stop_deadline=stop_deadline)
     if metrics_port is not None:
         metrics_port.start()
     try:
@@ -120,6 +130,8 @@ def _run(options: RunOptions, cleanup: ExitStack) -> int:
             [sock],
             watchdog_threshold=options.watchdog_threshold,
             stop_deadline=stop_deadline,
+            drain_delay=options.drain_delay,
+            on_started=announce,
         )
     except SystemExit:  # uvicorn's own exit when the lifespan failed to start
         if guarded.error is None:
@@ -127,8 +139,13 @@ def _run(options: RunOptions, cleanup: ExitStack) -> int:
         raise StartError(f"{options.app}: {guarded.error}", EXIT_APP_ERROR) from None
 
 
-def announce(host: str, port: int, app: object) -> None:
-    """Say where the app answers, and where its API docs are when it has them."""
-    url = f"http://{f'[{host}]' if ':' in host else host}:{port}"
-    docs = getattr(app, "docs_url", None)
-    log.info("serving", url=url, docs=f"{url}{docs}" if isinstance(docs, str) else None)
+def announcement(host: str, port: int, app: object) -> Callable[[], None]:
+    """Logs, once, where the app is served: its URL, and its /docs page when it has one."""
+    url = base_url(host, port)
+    fields = {"url": url}
+    docs_url, openapi_url = getattr(app, "docs_url", None), getattr(app, "openapi_url", None)
+    if isinstance(docs_url, str) and openapi_url:
+        fields["docs"] = url + docs_url
+    if host in LOOPBACK_FOR:
+        fields["listening"] = "all interfaces"  # the URL is the local way in
+    return functools.partial(log.info, "serving", **fields)

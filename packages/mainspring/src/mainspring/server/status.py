@@ -10,6 +10,9 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from mainspring.server.address import base_url
+from mainspring.server.pidfile import pidfile_dir, read_live
+
 STATE_STYLES = {
     "running": "green",
     "standby": "cyan",
@@ -25,6 +28,29 @@ RESOURCE_STYLES = {"open": "green", "failed": "red", "closed": "dim"}
 
 class StatusError(Exception):
     """The status could not be read; the message is one line that says what to do."""
+
+
+def local_url() -> str:
+    """The URL of the one app that `mainspring run` serves on this host, for this user.
+
+    Its pidfile names the host and port; only a pidfile whose lock is held counts, so a
+    file left by a killed server is never followed.
+    """
+    directory = pidfile_dir()
+    running = [
+        info
+        for info in map(read_live, sorted(directory.glob("mainspring-*.pid")))
+        if info is not None
+    ]
+    if not running:
+        raise StatusError(
+            f"no app started by `mainspring run` is running here (no live pidfile in "
+            f"{directory}); pass its URL"
+        )
+    if len(running) > 1:
+        found = ", ".join(f"{base_url(i.host, i.port)} ({i.app})" for i in running)
+        raise StatusError(f"several apps are running here: {found}; pass the URL of one")
+    return base_url(running[0].host, running[0].port)
 
 
 def fetch_status(url: str, token: str | None, timeout: float = 5.0) -> dict[str, Any]:

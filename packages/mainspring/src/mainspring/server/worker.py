@@ -52,9 +52,10 @@ class MainspringWorker(UvicornWorker):  # type: ignore[misc]
             self.config,
             watchdog_threshold=options.watchdog_threshold,
             stop_deadline=stop_deadline(self.app, self.cfg.graceful_timeout),
+            drain_delay=options.drain_delay,
         )
         install_stop_handlers(server)
-        # gunicorn asks for a quick stop with SIGQUIT; uvicorn's worker treats it as SIGTERM.
+        # gunicorn asks for a quick stop with SIGQUIT (its master got SIGINT): no drain delay.
         signal.signal(signal.SIGQUIT, server.handle_exit)
         try:
             server.run(sockets=self.sockets)
@@ -95,4 +96,5 @@ def run_options(application: object) -> RunOptions:
     """What `mainspring run` asked for; under plain gunicorn, the defaults."""
     if isinstance(application, MainspringApplication):
         return application.run_options
-    return RunOptions(app=str(getattr(application, "app_uri", "")))
+    # No drain delay: gunicorn's graceful_timeout was not sized for one.
+    return RunOptions(app=str(getattr(application, "app_uri", "")), drain_delay=0.0)
