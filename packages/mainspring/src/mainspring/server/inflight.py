@@ -15,9 +15,9 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from mainspring.observability.context import current_request_id
 
-PROBE_PATHS = frozenset({"/health", "/ready"})
-"""Never shed: a busy worker is alive, and refusing its probes would have it restarted or
-taken out of rotation, moving its load onto the others."""
+NEVER_SHED = frozenset({"/health", "/ready", "/metrics"})
+"""A busy worker is alive: refusing its probes would have it restarted or taken out of
+rotation, moving its load onto the others; and an overload is when its metrics matter."""
 RETRY_AFTER = b"1"
 
 
@@ -25,7 +25,7 @@ class InFlightLimit:
     """At most `limit` HTTP requests in this worker at once (WebSocket sessions are not
     counted; a streaming response counts until it ends)."""
 
-    def __init__(self, app: ASGIApp, *, limit: int, exempt: Collection[str] = PROBE_PATHS) -> None:
+    def __init__(self, app: ASGIApp, *, limit: int, exempt: Collection[str] = NEVER_SHED) -> None:
         if limit < 1:
             raise ValueError(f"limit must be at least 1, not {limit}")
         self.app = app
