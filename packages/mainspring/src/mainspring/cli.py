@@ -155,7 +155,6 @@ def run(
     if reload and metrics_port is not None:
         raise fail("--reload and --metrics-port cannot be used together", 2)
     from mainspring.server.exitcodes import StartError
-    from mainspring.server.runner import run as run_app
 
     options = RunOptions(
         app=app,
@@ -176,6 +175,9 @@ def run(
         ws_deflate=ws_deflate,
     )
     try:
+        options.check()  # before the server is imported: a mistyped port fails at once
+        from mainspring.server.runner import run as run_app
+
         code = run_app(options)
     except StartError as exc:
         raise fail(exc.message, exc.exit_code) from None
