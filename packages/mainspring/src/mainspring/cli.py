@@ -7,12 +7,14 @@ app are imported by the command that uses them, so `mainspring --help` answers a
 from __future__ import annotations
 
 import ipaddress
+import json
 import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from mainspring.server.exitcodes import StartError
 from mainspring.server.logs import LogFormat, LogLevel, LogOptions
 from mainspring.server.options import (
     DEFAULT_DRAIN_DELAY,
@@ -154,8 +156,6 @@ def run(
         raise fail("--reload and --workers cannot be used together", 2)
     if reload and metrics_port is not None:
         raise fail("--reload and --metrics-port cannot be used together", 2)
-    from mainspring.server.exitcodes import StartError
-
     options = RunOptions(
         app=app,
         host=host,
@@ -200,8 +200,6 @@ def status(
     as_json: Annotated[bool, typer.Option("--json", help="Print the raw JSON.")] = False,
 ) -> None:
     """Show the services and resources of a running app."""
-    import json
-
     from rich.console import Console
 
     from mainspring.server.status import StatusError, fetch_status, local_url, render_status
