@@ -15,7 +15,8 @@ import psutil
 import pytest
 from process_support import EXIT_DEADLINE, ROOT, STARTUP_DEADLINE, Runner, free_port, wait_for
 
-from mainspring.server.exitcodes import EXIT_APP_ERROR, EXIT_OK
+from mainspring.server.exitcodes import EXIT_APP_ERROR, EXIT_OK, StartError
+from mainspring.server.options import RunOptions
 
 APP = "tests.sample_apps.served_app:app"
 
@@ -90,8 +91,8 @@ def test_web_concurrency_sets_the_number_of_workers(runner: Runner) -> None:
 @pytest.mark.parametrize(
     ("option", "value", "message"),
     [
-        ("--port", "99999", "port 99999 is not a TCP port"),
-        ("--port", "-1", "port -1 is not a TCP port"),
+        ("--port", "99999", "Invalid value for '--port'"),
+        ("--port", "-1", "Invalid value for '--port'"),
         ("--port", "eighty", "Invalid value for '--port'"),
         ("--host", "no-such-host.invalid", "host 'no-such-host.invalid'"),
     ],
@@ -119,6 +120,24 @@ def test_a_bad_address_is_refused_in_one_line_with_exit_2(
     (line,) = result.stderr.strip().splitlines()
     assert line.startswith("mainspring")
     assert message in line
+
+
+@pytest.mark.parametrize(
+    ("host", "port", "message"),
+    [
+        ("127.0.0.1", 99999, "port 99999 is not a TCP port"),  # getaddrinfo: port 34463
+        ("127.0.0.1", -1, "port -1 is not a TCP port"),
+        ("no-such-host.invalid", 8000, "host 'no-such-host.invalid'"),
+    ],
+)
+def test_run_options_refuse_a_bad_address_for_any_caller(
+    host: str, port: int, message: str
+) -> None:
+    """`markets serve` and other programs build RunOptions without the CLI's checks."""
+    with pytest.raises(StartError) as refused:
+        RunOptions(app="tests.sample_apps.slow:app", host=host, port=port).check()
+    assert refused.value.exit_code == EXIT_APP_ERROR
+    assert message in refused.value.message
 
 
 HEAVY_MODULES = ("fastapi", "starlette", "uvicorn", "gunicorn", "structlog", "httpx", "rich")
