@@ -6,6 +6,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from mainspring.observability import instrument
+from mainspring.observability.body_limit import BodyLimitMiddleware
 from mainspring.observability.middleware import RequestContextMiddleware
 from mainspring.server.inflight import InFlightLimit
 from mainspring.server.options import RunOptions
@@ -20,4 +21,4 @@ def test_an_instrumented_app_is_not_wrapped_twice() -> None:
 
     factories = [middleware.cls for middleware in app.user_middleware]
     # The cap sits inside the request context, so a shed request is logged with its id.
-    assert factories == [RequestContextMiddleware, InFlightLimit]
+    assert factories == [RequestContextMiddleware, InFlightLimit, BodyLimitMiddleware]
