@@ -34,6 +34,8 @@ PATH = "/item"
 UVICORN_FLAGS = ["--no-access-log", "--log-level", "warning", "--http", "httptools"]
 UVICORN_FLAGS += ["--loop", "uvloop"]
 
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
 BARE = "bare FastAPI"
 MAINSPRING = "mainspring stack"
 NO_WATCHDOG = "mainspring, no watchdog"
@@ -65,6 +67,8 @@ class Run:
     """Lines in the app's request log after warm-up and run (0 for bare FastAPI)."""
     sent: int
     """Requests sent in warm-up and run together, to compare with `log_lines`."""
+    cpu_us: float
+    """Server CPU (user + system, all its threads) per request in the measured run."""
 
 
 @dataclass(frozen=True)
@@ -73,6 +77,12 @@ class Load:
 
     name: str
     run: Callable[[str, int, list[int] | None], tuple[int, float, int]]
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of `pid` so far (/proc/PID/stat utime + stime), all threads."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
 def pin(cpus: list[int] | None) -> Callable[[], None] | None:
@@ -158,13 +168,16 @@ def serve_and_load(
         try:
             wait_until_serving(proc, url, server_log)
             warm, _, _ = load.run(url, warmup, load_cpus)
+            cpu_before = cpu_seconds(proc.pid)
             requests, seconds, errors = load.run(url, duration, load_cpus)
+            cpu = cpu_seconds(proc.pid) - cpu_before
         finally:
             proc.terminate()
             proc.wait()
         lines = sum(1 for _ in request_log.open("rb")) if request_log.exists() else 0
         # +1: wait_until_serving's own request.
-        return Run(requests / seconds, requests, errors, lines, warm + requests + 1)
+        cpu_us = cpu * 1e6 / requests
+        return Run(requests / seconds, requests, errors, lines, warm + requests + 1, cpu_us)
 
 
 def measure(
@@ -177,7 +190,7 @@ def measure(
             run = serve_and_load(variant, load, warmup, duration, cpus)
             runs[name].append(run)
             print(
-                f"  round {round_}  {name:<24} {run.rps:>9,.0f} req/s"
+                f"  round {round_}  {name:<24} {run.rps:>9,.0f} req/s {run.cpu_us:>7.1f} CPU us/req"
                 + (f"  ({run.errors} errors)" if run.errors else ""),
                 flush=True,
             )
@@ -186,26 +199,30 @@ def measure(
 
 def report(runs: dict[str, list[Run]]) -> None:
     medians = {name: statistics.median(r.rps for r in values) for name, values in runs.items()}
+    cpu = {name: statistics.median(r.cpu_us for r in values) for name, values in runs.items()}
     bare = medians[BARE]
     print(
         f"{'stack':<24} {'median req/s':>13} {'min':>9} {'max':>9} {'x bare':>7} "
-        f"{'us/req':>7} {'log lines/req':>14}"
+        f"{'CPU us/req':>11} {'x bare':>7} {'log lines/req':>14}"
     )
     for name, values in runs.items():
         rates = [r.rps for r in values]
         logged = sum(r.log_lines for r in values) / sum(r.sent for r in values)
         print(
             f"{name:<24} {medians[name]:>13,.0f} {min(rates):>9,.0f} {max(rates):>9,.0f} "
-            f"{medians[name] / bare:>7.2f} {1e6 / medians[name]:>7.1f} {logged:>14.2f}"
+            f"{medians[name] / bare:>7.2f} {cpu[name]:>11.1f} {cpu[name] / cpu[BARE]:>7.2f} "
+            f"{logged:>14.2f}"
         )
     ours = medians[MAINSPRING]
     print(
-        f"mainspring adds {1e6 / ours - 1e6 / bare:.1f} us per request over bare FastAPI, "
-        f"the blog stack {1e6 / medians[BLOG] - 1e6 / bare:.1f} us"
+        f"server CPU per request: mainspring adds {cpu[MAINSPRING] - cpu[BARE]:.1f} us "
+        f"({cpu[MAINSPRING] / cpu[BARE] - 1:+.0%}) over bare FastAPI, "
+        f"the blog stack {cpu[BLOG] - cpu[BARE]:.1f} us ({cpu[BLOG] / cpu[BARE] - 1:+.0%})"
     )
-    print(f"mainspring / bare FastAPI:       {ours / bare:.2f}x  (target >= 0.85)")
-    print(f"mainspring / blog stack:         {ours / medians[BLOG]:.2f}x  (target > 1)")
-    print(f"watchdog on / off:               {ours / medians[NO_WATCHDOG]:.2f}x  (target >= 0.98)")
+    print(f"mainspring CPU/req over bare:    {cpu[MAINSPRING] / cpu[BARE] - 1:+.0%}  (target <= +15%)")
+    print(f"mainspring / bare FastAPI req/s: {ours / bare:.2f}x  (target >= 0.85)")
+    print(f"mainspring / blog stack req/s:   {ours / medians[BLOG]:.2f}x  (target > 1)")
+    print(f"watchdog on / off req/s:         {ours / medians[NO_WATCHDOG]:.2f}x  (target >= 0.98)")
 
 
 def pick_cpus() -> tuple[list[int], ...] | None:

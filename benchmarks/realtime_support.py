@@ -24,18 +24,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
-from http_stack import pick_cpus, pin
+from http_stack import cpu_seconds, pick_cpus, pin
 from shutdown_latency import free_port, tail, wait_until_serving
 
 APPS = Path(__file__).resolve().parent / "apps"
 UVICORN_FLAGS = ["--no-access-log", "--log-level", "warning", "--http", "httptools"]
 UVICORN_FLAGS += ["--loop", "uvloop", "--ws", "websockets-sansio"]
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 STOP_TIMEOUT = 15.0
 
-__all__ = ["pick_cpus", "pin"]
-"""Re-exported: the benchmarks pin the server and their clients the way http_stack does."""
+__all__ = ["cpu_seconds", "pick_cpus", "pin"]
+"""Re-exported: the benchmarks pin the server and their clients, and read its CPU, the way
+http_stack does."""
 
 
 def raise_nofile() -> int:
@@ -50,12 +50,6 @@ def load_note() -> str:
     """Other work on the machine skews rates and latencies (CPU per unit of work less so)."""
     one, five, _ = os.getloadavg()
     return f"machine load average {one:.1f} (1 min), {five:.1f} (5 min) on {os.cpu_count()} CPUs"
-
-
-def cpu_seconds(pid: int) -> float:
-    """User plus system CPU time of `pid` so far (/proc/PID/stat utime + stime)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
 def rss_bytes(pid: int) -> int:
