@@ -2,7 +2,7 @@
 
 The access line is the one line every request writes, so in JSON mode it skips
 the general logging pipeline (two LogRecords, the processor chain, redaction) and
-is written as one JSON line in one call. That is safe because the middleware
+is encoded by pydantic-core's JSON encoder and written as one line in one call. That is safe because the middleware
 builds every field itself from values that cannot hold a secret (method, route
 template, status, sizes, client address, request id). In console mode, for
 development, it goes through structlog so that it reads like the rest.
@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Protocol, TextIO
 
 import structlog
+from pydantic_core import to_json
 
 ACCESS_LOGGER = "mainspring.access"
 ROTATION_CHECK_INTERVAL = 1.0
@@ -55,29 +56,31 @@ class JsonLinesAccessLog:
         self._second = -1
         self._second_text = ""
 
-    def _timestamp(self) -> str:
-        """ISO 8601 UTC with microseconds; the date and time part is formatted once a second."""
+    def write(self, event: str, fields: dict[str, Any]) -> None:
+        # ISO 8601 UTC with microseconds; the date and time part is formatted once a second.
         now = time.time()
         second = int(now)
         if second != self._second:
             self._second = second
             self._second_text = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")
-        return f"{self._second_text}.{int((now - second) * 1_000_000):06d}Z"
-
-    def write(self, event: str, fields: dict[str, Any]) -> None:
-        head = {
-            "timestamp": self._timestamp(),
+        line = {
+            "timestamp": f"{self._second_text}.{int((now - second) * 1_000_000):06d}Z",
             "level": "info",
             "logger": ACCESS_LOGGER,
             "event": event,
+            **fields,
         }
-        self._stream.write(dumps(head | fields) + "\n")
+        try:
+            text = to_json(line).decode()
+        except ValueError:  # what pydantic-core cannot encode, such as a lone surrogate
+            text = dumps(line, separators=(",", ":"))
+        self._stream.write(text + "\n")
         if self._flush_scheduled:
             return
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
-            self._stream.flush()
+            self._flush()
             return
         self._flush_scheduled = True
         loop.call_soon(self._flush)
@@ -92,7 +95,10 @@ class JsonLinesAccessLog:
 
 
 class JsonLinesFileAccessLog(JsonLinesAccessLog):
-    """JSON lines appended to `path`, reopened when logrotate moves the file away."""
+    """JSON lines appended to `path`, reopened when logrotate moves the file away.
+
+    Whether the file moved is checked when lines are flushed, at most once a second.
+    """
 
     def __init__(self, path: str | Path) -> None:
         self._path = Path(path)
@@ -103,12 +109,12 @@ class JsonLinesFileAccessLog(JsonLinesAccessLog):
     def _open(self) -> TextIO:
         return self._path.open("a", encoding="utf-8")
 
-    def write(self, event: str, fields: dict[str, Any]) -> None:
+    def _flush(self) -> None:
+        super()._flush()
         now = time.monotonic()
-        if now - self._checked >= ROTATION_CHECK_INTERVAL:
+        if now - self._checked >= ROTATION_CHECK_INTERVAL and not self._file.closed:
             self._checked = now
             self._reopen_if_moved()
-        super().write(event, fields)
 
     def _reopen_if_moved(self) -> None:
         try:
@@ -121,7 +127,7 @@ class JsonLinesFileAccessLog(JsonLinesAccessLog):
             self._file = self._stream = self._open()
 
     def close(self) -> None:
-        self._flush()
+        super()._flush()
         self._file.close()
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import functools
 import itertools
 import random
 import uuid
@@ -22,11 +23,23 @@ from structlog.contextvars import STRUCTLOG_KEY_PREFIX
 
 request_id_var: ContextVar[str | None] = ContextVar("mainspring_request_id", default=None)
 
-_activities: WeakKeyDictionary[asyncio.Task[Any], dict[str, str]] = WeakKeyDictionary()
-"""Keyed weakly by task, so an entry goes away with its task."""
+_bound: dict[asyncio.Task[Any], dict[str, str]] = {}
+"""Activities of requests, by task. A plain dict, as it is on every request's path: each
+`Binding` removes its entry when reset, which the middleware always does."""
+_looping: WeakKeyDictionary[asyncio.Task[Any], dict[str, str]] = WeakKeyDictionary()
+"""Activities of service loops, set once per loop; keyed weakly, so an entry goes with its task."""
 
 _ID_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-")
 SUBJECT_KEY = "mainspring_subject"
+
+
+@functools.cache
+def log_context_var(key: str) -> ContextVar[Any]:
+    """The variable behind structlog's context-local `key` (the one `bind_contextvars` sets),
+    to set it in one call on a hot path. Found through a bind undone at once."""
+    token = structlog.contextvars.bind_contextvars(**{key: ...})[key]
+    token.var.reset(token)
+    return token.var
 
 
 def current_request_id() -> str | None:
@@ -48,15 +61,20 @@ def activity_of(task: asyncio.Task[Any] | None) -> dict[str, str] | None:
     """What `task` is doing now, e.g. ``{"request_id": ..., "path": ...}``, or None."""
     if task is None:
         return None
-    activity = _activities.get(task)
+    activity = _activity(task)
     return dict(activity) if activity is not None else None
+
+
+def _activity(task: asyncio.Task[Any]) -> dict[str, str] | None:
+    activity = _bound.get(task)
+    return _looping.get(task) if activity is None else activity
 
 
 def note_activity(**fields: str) -> None:
     """Add detail for the watchdog to the current task's activity, not to log lines."""
     task = _current_task()
     if task is not None:
-        activity = _activities.get(task)
+        activity = _activity(task)
         if activity is not None:
             activity.update(fields)
 
@@ -64,25 +82,25 @@ def note_activity(**fields: str) -> None:
 class Binding:
     """Undoes one `bind_request` with `reset()`, restoring what was before."""
 
-    __slots__ = ("_log_tokens", "_previous", "_task", "_var_token")
+    __slots__ = ("_log_token", "_previous", "_task", "_var_token")
 
     def __init__(self, request_id: str, activity: dict[str, str]) -> None:
         self._var_token: Token[str | None] = request_id_var.set(request_id)
-        self._log_tokens = structlog.contextvars.bind_contextvars(request_id=request_id)
-        self._task = _current_task()
+        self._log_token: Token[Any] = log_context_var("request_id").set(request_id)
+        task = self._task = _current_task()
         self._previous: dict[str, str] | None = None
-        if self._task is not None:
-            self._previous = _activities.get(self._task)
-            _activities[self._task] = activity
+        if task is not None:
+            self._previous = _bound.get(task)
+            _bound[task] = activity
 
     def reset(self) -> None:
-        structlog.contextvars.reset_contextvars(**self._log_tokens)
+        self._log_token.var.reset(self._log_token)
         request_id_var.reset(self._var_token)
         if self._task is not None:
             if self._previous is None:
-                _activities.pop(self._task, None)
+                _bound.pop(self._task, None)
             else:
-                _activities[self._task] = self._previous
+                _bound[self._task] = self._previous
 
 
 def bind_request(request_id: str, **activity: str) -> Binding:
@@ -112,15 +130,11 @@ class LoopTags:
             f"{STRUCTLOG_KEY_PREFIX}service": service,
             f"{STRUCTLOG_KEY_PREFIX}loop": loop,
         }
-        self._tick_var = next(
-            var
-            for var in contextvars.copy_context()
-            if var.name == f"{STRUCTLOG_KEY_PREFIX}tick_id"
-        )
+        self._tick_var = log_context_var("tick_id")
         request_id_var.set(None)
         task = _current_task()
         if task is not None:
-            _activities[task] = self._activity
+            _looping[task] = self._activity
 
     def begin(self) -> str:
         tick_id = f"{self._prefix}{next(self._count)}"

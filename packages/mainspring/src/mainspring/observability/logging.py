@@ -90,7 +90,7 @@ def renderer_processors(json: bool) -> list[Processor]:
             structlog.processors.format_exc_info,
             redact_event,
             order_keys,
-            structlog.processors.JSONRenderer(),
+            structlog.processors.JSONRenderer(separators=(",", ":")),
         ]
     return [
         structlog.stdlib.ProcessorFormatter.remove_processors_meta,
