@@ -1,11 +1,12 @@
 """The access log: one line per request, written straight to its stream.
 
 The access line is the one line every request writes, so in JSON mode it skips
-the general logging pipeline (two LogRecords, the processor chain, redaction) and
-is encoded by pydantic-core's JSON encoder and written as one line in one call. That is safe because the middleware
-builds every field itself from values that cannot hold a secret (method, route
-template, status, sizes, client address, request id). In console mode, for
-development, it goes through structlog so that it reads like the rest.
+the general logging pipeline (two LogRecords, the processor chain, redaction), is
+encoded by pydantic-core's JSON encoder and written as one line in one call. That
+is safe because the middleware builds every field itself from values that cannot
+hold a secret (method, route template, status, sizes, client address, request id).
+In console mode, for development, it goes through structlog so that it reads like
+the rest.
 """
 
 from __future__ import annotations

@@ -45,7 +45,7 @@ HTTP_DURATION_HELP = "Time to answer an HTTP request, by route template and stat
 HTTP_IN_FLIGHT = "mainspring_http_requests_in_flight"
 HTTP_IN_FLIGHT_HELP = "HTTP requests being answered now."
 DURATION_BUCKETS = Histogram.DEFAULT_BUCKETS
-BUCKET_LABELS = [floatToGoString(bound) for bound in DURATION_BUCKETS]
+BUCKET_LABELS = [floatToGoString(bound) for bound in DURATION_BUCKETS]  # type: ignore[no-untyped-call]
 
 TICK_BUCKETS = (0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, float("inf"))
 LAG_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0, float("inf"))
@@ -104,7 +104,9 @@ def _http_families(
     )
     for labels, one in series:
         counts = accumulate(one.counts)
-        buckets = [(bound, float(count)) for bound, count in zip(BUCKET_LABELS, counts)]
+        buckets = [
+            (bound, float(count)) for bound, count in zip(BUCKET_LABELS, counts, strict=True)
+        ]
         durations.add_metric(labels, buckets, one.total)
     gauge = GaugeMetricFamily(HTTP_IN_FLIGHT, HTTP_IN_FLIGHT_HELP, labels=["method"])
     for method, count in in_flight:
