@@ -322,3 +322,21 @@ async def test_another_task_has_its_own_activity() -> None:
     await asyncio.create_task(child())
     binding.reset()
     assert seen == [None]
+
+
+def test_the_access_file_is_reopened_after_logrotate_moves_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("mainspring.observability.access.ROTATION_CHECK_INTERVAL", 0.0)
+    path = tmp_path / "access.log"
+    configure_logging(stream=io.StringIO(), json=True, access_log_path=path)
+    write_access("before the move")
+    path.rename(tmp_path / "access.log.1")
+    write_access("around the move")
+    write_access("after the move")
+
+    moved = [json.loads(line)["event"] for line in (tmp_path / "access.log.1").open()]
+    fresh = [json.loads(line)["event"] for line in path.open()]
+    assert moved[0] == "before the move"
+    assert fresh[-1] == "after the move"
+    assert moved + fresh == ["before the move", "around the move", "after the move"]

@@ -24,6 +24,8 @@ import structlog
 from pydantic_core import to_json
 
 ACCESS_LOGGER = "mainspring.access"
+FLUSH_DELAY = 0.05
+"""Seconds an access line may wait in the buffer, so that a busy server writes them in batches."""
 ROTATION_CHECK_INTERVAL = 1.0
 """How often, at most, a file sink looks whether logrotate moved its file, in seconds."""
 
@@ -47,8 +49,8 @@ class StructlogAccessLog:
 class JsonLinesAccessLog:
     """One JSON object per line on `stream`, keys in the same order as other log lines.
 
-    Lines written in one turn of the event loop share one flush (one system call),
-    scheduled for the end of that turn; outside a loop each line is flushed at once.
+    Lines written within `FLUSH_DELAY` of each other share one flush (one system call),
+    so a busy server writes them in batches; outside a loop each line is flushed at once.
     """
 
     def __init__(self, stream: TextIO) -> None:
@@ -84,7 +86,7 @@ class JsonLinesAccessLog:
             self._flush()
             return
         self._flush_scheduled = True
-        loop.call_soon(self._flush)
+        loop.call_later(FLUSH_DELAY, self._flush)
 
     def _flush(self) -> None:
         self._flush_scheduled = False
