@@ -49,7 +49,7 @@ def current_request_id() -> str | None:
 def new_request_id() -> str:
     """32 random hex digits: unique, not secret, so no system call per request
     (`random` is reseeded in every forked worker)."""
-    return f"{random.getrandbits(128):032x}"
+    return "%032x" % random.getrandbits(128)  # noqa: UP031 (cheaper than a format spec)
 
 
 def valid_request_id(value: str) -> bool:
