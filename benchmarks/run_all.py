@@ -10,6 +10,7 @@ import realtime_fanout
 import realtime_memory
 import realtime_tail
 import shutdown_latency
+import supervisor_scale
 
 
 def main() -> None:
@@ -28,6 +29,8 @@ def main() -> None:
     realtime_tail.main([])
     print()
     cold_start.main([])
+    print()
+    supervisor_scale.main([])
 
 
 if __name__ == "__main__":
