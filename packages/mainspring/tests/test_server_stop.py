@@ -231,3 +231,15 @@ def test_a_live_pidfile_naming_a_foreign_holder_as_a_worker_is_not_believed(
     assert f"pid {holder.pid}" in runner.output(process)
     assert holder.poll() is None
     assert _accepts(port)
+
+
+def test_one_ctrl_c_after_serving_exits_0(runner: Runner) -> None:
+    """uvicorn re-raises the SIGINT it caught once it is done; that echo is no second
+    Ctrl-C, and the stop cut nothing short."""
+    port = free_port()
+    process = start(runner, "sleep-loop", port)
+    runner.wait_serving(process, port)
+
+    process.send_signal(signal.SIGINT)
+
+    assert runner.wait_exit(process) == EXIT_OK, runner.output(process)

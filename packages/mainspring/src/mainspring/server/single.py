@@ -68,6 +68,8 @@ class DrainingServer(uvicorn.Server):
         self._stop_deadline = StopDeadline(stop_deadline)
         self._drain_ends: float | None = None
         self._drain_logged = False
+        self.forced = False
+        """Whether a second Ctrl-C came before the shutdown was over (its waits were cut)."""
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets)
@@ -87,6 +89,12 @@ class DrainingServer(uvicorn.Server):
             if self._watchdog is not None:
                 self._watchdog.stop()
                 self._watchdog = None
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().shutdown(sockets)
+        # Read now: once serving is over, uvicorn re-raises the signals it caught, and that
+        # second SIGINT would set force_exit although nothing was cut short.
+        self.forced = self.force_exit
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         self._stop_deadline.arm()
@@ -123,14 +131,14 @@ def install_stop_handlers(server: uvicorn.Server) -> None:
         signal.signal(sig, server.handle_exit)
 
 
-def exit_code(server: uvicorn.Server) -> int:
+def exit_code(server: DrainingServer) -> int:
     if not server.started:
         return EXIT_STARTUP_FAILURE
     requested = lifecycle.requested_exit_code()
     if requested is not None:
         return requested
     # A second Ctrl-C (force_exit) skips the app's shutdown: its tasks are cancelled.
-    forced = server.force_exit or lifecycle.forced_stops()
+    forced = server.forced or lifecycle.forced_stops()
     return EXIT_STOP_CANCELLED if forced else EXIT_OK
 
 
