@@ -206,3 +206,34 @@ def test_an_app_that_cannot_load_exits_2_with_one_line(
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith("mainspring: ")
     assert message in lines[0]
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_stop_while_the_app_imports_exits_0_with_one_line(
+    runner: Runner, sig: signal.Signals, workers: str
+) -> None:
+    """Any app, not only the demo: the signal waits for the import, then the run ends."""
+    port = free_port()
+    markers = runner.tmp_path
+    process = runner.start(
+        "tests.sample_apps.slow_import:app",
+        "--port",
+        str(port),
+        "--workers",
+        workers,
+        env={"SLOW_IMPORT_MARKERS": str(markers)},
+    )
+    wait_for((markers / "importing").exists, STARTUP_DEADLINE, "the import to start")
+
+    process.send_signal(sig)
+    (markers / "go").touch()
+
+    code = runner.wait_exit(process)
+    output = runner.output(process)
+    assert code == EXIT_OK, output
+    assert "Traceback" not in output
+    assert output.count("stopped before serving") == 1, output
+    assert sig.name in output
+    with pytest.raises(httpx.ConnectError):  # nothing was left serving
+        httpx.get(f"http://127.0.0.1:{port}/ping")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Annotated, NoReturn
 
@@ -169,38 +170,25 @@ def serve(
     speed: Annotated[float, typer.Option(min=0.01, help="Speed of the replay feed.")] = 60.0,
 ) -> None:
     """Serve the app with mainspring's runner; with --replay, against a local replay feed."""
-    from contextlib import ExitStack
+    import functools
 
-    from markets.interrupts import deferred_stop
+    from mainspring.server.exitcodes import StartError
+    from mainspring.server.runner import RunOptions, run
 
-    with ExitStack() as serving:
-        # Starting is slow (imports, the feed, the app): a Ctrl-C meanwhile waits for its
-        # end, then the command stops cleanly. `run` finds the app imported.
-        with deferred_stop() as stop:
-            from mainspring.server.exitcodes import EXIT_OK, StartError
-            from mainspring.server.loader import load_app
-            from mainspring.server.logs import LogOptions
-            from mainspring.server.runner import RunOptions, run
-            from markets.demo import replay_demo
-
-            options = RunOptions(app="markets.main:app", host=host, port=port)
-            try:
-                LogOptions().apply()  # before the feed and the app write their first lines
-                if replay:
-                    serving.enter_context(replay_demo(feed_port=replay_port, speed=speed))
-                load_app(options.app)
-            except StartError as exc:
-                _refuse(exc)
-        if stop.requested:
-            raise typer.Exit(EXIT_OK)
-        try:
-            code = run(options)
-        except StartError as exc:
-            _refuse(exc)
-        except KeyboardInterrupt:
-            # In the moment between the block above and the server taking the signal over.
-            raise typer.Exit(EXIT_OK) from None
+    options = RunOptions(app="markets.main:app", host=host, port=port)
+    setup = functools.partial(_replay_demo, feed_port=replay_port, speed=speed) if replay else None
+    try:
+        code = run(options, setup=setup)
+    except StartError as exc:
+        _refuse(exc)
     raise typer.Exit(code)
+
+
+def _replay_demo(*, feed_port: int, speed: float) -> AbstractContextManager[None]:
+    # Imported by the runner's setup, where an early Ctrl-C is deferred like the app's import.
+    from markets.demo import replay_demo
+
+    return replay_demo(feed_port=feed_port, speed=speed)
 
 
 def _refuse(error: StartError) -> NoReturn:

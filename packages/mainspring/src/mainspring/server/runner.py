@@ -1,14 +1,17 @@
 """`mainspring run`: set up logging and metrics, import the app, claim the port, hold the
-pidfile, serve, exit cleanly."""
+pidfile, serve, exit cleanly (also when stopped before serving)."""
 
 from __future__ import annotations
 
 import functools
 import math
 import os
+import signal
+import socket
 from collections.abc import Callable
-from contextlib import ExitStack
-from dataclasses import replace
+from contextlib import AbstractContextManager, ExitStack
+from dataclasses import dataclass, replace
+from typing import Any
 
 import structlog
 import uvicorn
@@ -17,7 +20,8 @@ from mainspring.observability.metrics import multiprocess_metrics
 from mainspring.server import takeover
 from mainspring.server.address import LOOPBACK_FOR, base_url
 from mainspring.server.config_guard import ConfigErrorGuard
-from mainspring.server.exitcodes import EXIT_APP_ERROR, StartError
+from mainspring.server.exitcodes import EXIT_APP_ERROR, EXIT_OK, StartError
+from mainspring.server.interrupts import deferred_stop
 from mainspring.server.loader import load_app
 from mainspring.server.metrics_port import MetricsPort
 from mainspring.server.multi import serve_workers
@@ -36,8 +40,14 @@ STOP_MARGIN = 5.0
 """Slack on top of the drain and shutdown deadlines before a process is killed."""
 
 
-def run(options: RunOptions) -> int:
-    """Serve `options.app` until stopped; return the exit code. Raises StartError."""
+def run(
+    options: RunOptions, *, setup: Callable[[], AbstractContextManager[object]] | None = None
+) -> int:
+    """Serve `options.app` until stopped; return the exit code. Raises StartError.
+
+    `setup`, when given, is entered after logging is set up and before the app is imported,
+    and left when the runner is done (e.g. a demo's feed and the settings pointing at it).
+    A Ctrl-C or SIGTERM before serving starts ends the run with one line and exit code 0."""
     options.check()
     if options.reload:
         options = replace(options, drain_delay=0.0)  # no load balancer in development
@@ -51,18 +61,47 @@ def run(options: RunOptions) -> int:
     owner = os.getpid()
     with ExitStack() as cleanup:
         try:
-            return _run(options, cleanup)
+            with deferred_stop() as stop:
+                started = _start(options, cleanup, setup)
+            if stop.requested:
+                return _stopped_while_starting(stop.signal)
+            return _serve(options, started)
+        except KeyboardInterrupt:  # in the few steps between starting and serving
+            return _stopped_while_starting(None)
         finally:
             if os.getpid() != owner:
-                # A gunicorn worker, forked inside _run, is leaving through this stack:
+                # A gunicorn worker, forked inside _serve, is leaving through this stack:
                 # the metrics directory, port and pidfile are the master's to clean up.
                 cleanup.pop_all()
 
 
-def _run(options: RunOptions, cleanup: ExitStack) -> int:
+def _stopped_while_starting(sig: signal.Signals | None) -> int:
+    log.info("stopped before serving", signal=sig.name if sig is not None else None)
+    return EXIT_OK
+
+
+@dataclass(frozen=True)
+class _Started:
+    """What serving needs once the app is imported and the port is ours."""
+
+    app: Any
+    sock: socket.socket
+    pidfile: Pidfile
+    metrics_port: MetricsPort | None
+    stop_deadline: float
+    stop_timeout: float
+
+
+def _start(
+    options: RunOptions,
+    cleanup: ExitStack,
+    setup: Callable[[], AbstractContextManager[object]] | None,
+) -> _Started:
     if options.workers > 1:
         # Every worker writes its samples to files in here, which /metrics merges.
         cleanup.enter_context(multiprocess_metrics())
+    if setup is not None:
+        cleanup.enter_context(setup())
     app = load_app(options.app)
     try:
         shutdown_timeout = load_settings(MainspringSettings).shutdown_timeout
@@ -88,7 +127,12 @@ def _run(options: RunOptions, cleanup: ExitStack) -> int:
     metrics_port = None if options.metrics_port is None else MetricsPort(options.metrics_port)
     if metrics_port is not None:
         cleanup.callback(metrics_port.stop)
-    announce = announcement(options.host, port, app)
+    return _Started(app, sock, pidfile, metrics_port, stop_deadline, stop_timeout)
+
+
+def _serve(options: RunOptions, started: _Started) -> int:
+    sock, metrics_port, stop_deadline = started.sock, started.metrics_port, started.stop_deadline
+    announce = announcement(options.host, sock.getsockname()[1], started.app)
     if options.workers > 1:
         listener = os.dup(sock.fileno())  # gunicorn closes the listener it is given.
         # Only the workers' copies may keep the port open once they stop: one left here
@@ -98,12 +142,12 @@ def _run(options: RunOptions, cleanup: ExitStack) -> int:
             options,
             listener,
             stop_deadline=stop_deadline,
-            stop_timeout=math.ceil(stop_timeout),
+            stop_timeout=math.ceil(started.stop_timeout),
             metrics_port=metrics_port,
-            pidfile=pidfile,
+            pidfile=started.pidfile,
             on_ready=announce,
         )
-    guarded = ConfigErrorGuard(served_app(app, options))
+    guarded = ConfigErrorGuard(served_app(started.app, options))
     config = uvicorn.Config(
         options.app if options.reload else guarded,
         lifespan="on",
