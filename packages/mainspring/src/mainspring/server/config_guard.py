@@ -8,27 +8,32 @@ log when the failure is a `ConfigError`, and remembers it for the runner to repo
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Awaitable
 
-from starlette.types import Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mainspring.settings import ConfigError
 
 
 class ConfigErrorGuard:
-    """Pure ASGI wrapper; only the lifespan scope is looked at."""
+    """Pure ASGI wrapper; only the lifespan scope is looked at.
 
-    def __init__(self, app: Callable[..., Any]) -> None:
+    A request is handed the app's own coroutine, with no frame of the guard's around it:
+    `__call__` is a plain function, so servers must be told the app speaks ASGI 3
+    (`interface="asgi3"`), which they would otherwise guess from an `async def`."""
+
+    def __init__(self, app: ASGIApp) -> None:
         """`app`: any ASGI 3 app, as the loader found it."""
         self.app = app
         self.error: ConfigError | None = None
         """The ConfigError that stopped the app's startup, if one did."""
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
         if scope["type"] != "lifespan":
-            await self.app(scope, receive, send)
-            return
+            return self.app(scope, receive, send)
+        return self._lifespan(scope, receive, send)
+
+    async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = False
         failure: Message | None = None
 

@@ -150,6 +150,7 @@ def _serve(options: RunOptions, started: _Started) -> int:
     guarded = ConfigErrorGuard(served_app(started.app, options))
     config = uvicorn.Config(
         options.app if options.reload else guarded,
+        interface="asgi3",  # the guard's __call__ is no `async def` (config_guard.py)
         lifespan="on",
         reload=options.reload,
         timeout_graceful_shutdown=options.graceful_timeout,

@@ -31,6 +31,7 @@ class MainspringWorker(UvicornWorker):  # type: ignore[misc]
         "access_log": False,
         "proxy_headers": False,
         "ws": "mainspring.server.websocket_protocol:WebSocketProtocol",
+        "interface": "asgi3",  # the guard's __call__ is no `async def` (config_guard.py)
     }
 
     _server: DrainingServer | None = None
