@@ -10,6 +10,7 @@ import sys
 
 import httpx
 import pytest
+from faults import fault_count
 from process_support import ROOT, STARTUP_DEADLINE, Runner, free_port
 from typer.testing import CliRunner
 
@@ -80,6 +81,16 @@ def test_a_bad_url_read_in_the_lifespan_is_one_line_and_exit_2(
     assert "SAMPLE_DATABASE_URL: port 99999 is out of range" in line
     assert "SAMPLE_UPSTREAM_URL: not an HTTP URL" in line
     assert "hunter2" not in line
+
+
+@pytest.mark.faults
+def test_two_workers_failing_alike_halt_once_with_exit_2(runner: Runner) -> None:
+    """Both workers fail their lifespan at about the same moment: the second failure,
+    reaped while the arbiter halts already, must not escape the halt as a traceback."""
+    env = {**runner.env, "SAMPLE_UPSTREAM_URL": "ftp://feed.example", "SAMPLE_REDIS_URL": ""}
+    for _ in range(fault_count(ci=4, full=20)):
+        args = [APP, "--port", str(free_port()), "--workers", "2"]
+        assert "SAMPLE_UPSTREAM_URL: not an HTTP URL" in config_failure(args, env)
 
 
 def test_a_port_out_of_range_is_refused_with_exit_2() -> None:

@@ -13,6 +13,7 @@ import signal
 from typing import Any
 
 from gunicorn.arbiter import Arbiter  # type: ignore[import-untyped]
+from gunicorn.errors import HaltServer  # type: ignore[import-untyped]
 
 from mainspring.server import ports
 from mainspring.server.exitcodes import EXIT_OK, EXIT_STOP_KILLED
@@ -38,8 +39,20 @@ class MainspringArbiter(Arbiter):  # type: ignore[misc]
         if self.stopping:
             for pid in list(self.WORKERS):
                 self._note(_exit_status(pid))
-        super().reap_workers()
+        self._reap()
         self._record_lineage()
+
+    def _reap(self) -> None:
+        """gunicorn's reaping. Once stopping, a worker that failed to load (as its peers did)
+        no longer raises HaltServer: the arbiter is halting already, and a second one would
+        escape the halt as a traceback and exit 1."""
+        while True:
+            try:
+                super().reap_workers()
+                return
+            except HaltServer:
+                if not self.stopping:
+                    raise
 
     def kill_worker(self, pid: int, sig: int) -> None:
         if self.stopping and sig == signal.SIGKILL and pid in self.WORKERS:
