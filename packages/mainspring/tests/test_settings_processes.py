@@ -59,8 +59,8 @@ def config_failure(args: list[str], env: dict[str, str]) -> str:
     )
     assert result.returncode == EXIT_APP_ERROR, result.stderr
     assert "Traceback" not in result.stderr
-    plain = {line for line in result.stderr.splitlines() if not line.startswith("{")}
-    assert len(plain) == 1, result.stderr  # several workers print the same line
+    plain = [line for line in result.stderr.splitlines() if not line.startswith("{")]
+    assert len(plain) == 1, result.stderr  # once, however many workers failed alike
     (line,) = plain
     assert line.startswith("mainspring: ")
     return line

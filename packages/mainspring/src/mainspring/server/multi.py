@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import os
+import select
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -23,6 +26,36 @@ from mainspring.server.serving import served_app
 WORKER_CLASS = "mainspring.server.worker.MainspringWorker"
 GUNICORN_APP_LOAD_ERROR = 4
 """A worker exiting with this makes gunicorn's arbiter halt; the runner then exits 2."""
+
+
+class LoadFailureNote:
+    """The line a worker leaves for the master when the app failed to load. Every worker
+    fails alike; the master prints the line once, after the arbiter halted.
+
+    A pipe made before the workers are forked. Both ends are non-blocking: a write of at
+    most PIPE_BUF bytes is whole or nothing, and a worker never waits on a full pipe (a
+    note is in it already)."""
+
+    def __init__(self) -> None:
+        self._read, self._write = os.pipe()
+        os.set_blocking(self._read, False)
+        os.set_blocking(self._write, False)
+
+    def leave(self, line: str) -> None:
+        data = line.replace("\n", " ").encode()[: select.PIPE_BUF - 1] + b"\n"
+        with contextlib.suppress(BlockingIOError):
+            os.write(self._write, data)
+
+    def first(self) -> str | None:
+        try:
+            data = os.read(self._read, select.PIPE_BUF)
+        except BlockingIOError:
+            return None
+        return data.decode(errors="replace").split("\n", 1)[0] or None
+
+    def close(self) -> None:
+        os.close(self._read)
+        os.close(self._write)
 
 
 class MainspringApplication(BaseApplication):  # type: ignore[misc]
@@ -46,6 +79,7 @@ class MainspringApplication(BaseApplication):  # type: ignore[misc]
         self.pidfile = pidfile
         self.on_ready = on_ready
         self.arbiter: MainspringArbiter | None = None
+        self.load_failure = LoadFailureNote()
         self.options: dict[str, Any] = {
             "bind": [f"fd://{fd}"],
             "workers": options.workers,
@@ -134,6 +168,12 @@ def serve_workers(
             raise  # A forked worker is leaving; its exit is gunicorn's business.
         code = exc.code if isinstance(exc.code, int) else 1
         if code == GUNICORN_APP_LOAD_ERROR:
+            note = application.load_failure.first()
+            if note is not None:
+                print(f"mainspring: {note}", file=sys.stderr)
             return EXIT_APP_ERROR
         return code or application.stop_outcome
+    finally:
+        if os.getpid() == master:
+            application.load_failure.close()
     return application.stop_outcome

@@ -63,7 +63,7 @@ class MainspringWorker(UvicornWorker):  # type: ignore[misc]
         except SystemExit:  # uvicorn's own exit when the lifespan failed to start
             if isinstance(self.wsgi, ConfigErrorGuard) and self.wsgi.error is not None:
                 # Every worker would fail alike: halt the arbiter; the runner exits 2.
-                print(f"mainspring: {options.app}: {self.wsgi.error}", file=sys.stderr)
+                report_load_failure(self.app, f"{options.app}: {self.wsgi.error}")
                 sys.exit(GUNICORN_APP_LOAD_ERROR)
             raise
         sys.exit(exit_code(server))
@@ -76,6 +76,15 @@ class MainspringWorker(UvicornWorker):  # type: ignore[misc]
 
 
 # Under plain `gunicorn -k mainspring.server.worker.MainspringWorker`, the defaults apply.
+
+
+def report_load_failure(application: object, line: str) -> None:
+    """Under `mainspring run` the master prints it, once for all workers; under plain
+    gunicorn each worker prints its own."""
+    if isinstance(application, MainspringApplication):
+        application.load_failure.leave(line)
+    else:
+        print(f"mainspring: {line}", file=sys.stderr)
 
 
 def drain_timeout(application: object, default: int) -> int:
