@@ -424,3 +424,28 @@ async def test_a_delayed_service_never_makes_a_ready_process_unready(clock: Manu
         await clock.advance(6)
         assert rt.supervisor.statuses()[0].state.value == "starting"
         assert (await rt.readiness())[0]
+
+
+async def test_on_stop_can_sleep_on_the_clock_to_drain(clock: ManualClock) -> None:
+    """The stop flag is set before on_stop runs; its sleeps must still wait, not raise."""
+    drained: list[float] = []
+
+    class Draining(Steady):
+        async def on_stop(self) -> None:
+            await self.sleep(2)
+            drained.append(clock.monotonic())
+
+    with capture_logs() as logs:
+        rt = runtime(clock)
+        async with rt:
+            status = rt.supervise(Draining(), stop_timeout=5)
+            await clock.advance(0)
+            exiting = asyncio.ensure_future(rt.__aexit__(None, None, None))
+            await clock.advance(1.9)
+            assert drained == []
+            await clock.advance(0.1)
+            await exiting
+            await rt.__aenter__()  # balance the manual exit; shutdown() is idempotent
+    assert drained == [pytest.approx(2.0)]
+    assert status.state.value == "stopped"
+    assert not [e for e in logs if e["log_level"] in ("error", "critical")]

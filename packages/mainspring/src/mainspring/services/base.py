@@ -26,6 +26,8 @@ class ServiceContext:
     rng: random.Random = field(default_factory=random.Random)
     stop: asyncio.Event = field(default_factory=asyncio.Event)
     metrics: RuntimeMetrics = field(default_factory=runtime_metrics)
+    cleaning_up: bool = False
+    """Set while on_stop runs: its sleeps wait out their time instead of raising."""
 
 
 class Service:
@@ -86,9 +88,14 @@ class Service:
 
     async def sleep(self, seconds: float) -> None:
         """Sleep on the runtime's clock; raises :class:`ServiceStopped` as soon as the service
-        is asked to stop (before or during the sleep), which ends it cleanly."""
+        is asked to stop (before or during the sleep), which ends it cleanly.
+
+        In :meth:`on_stop` (which runs once stop was asked) it is a plain sleep, bounded by
+        the service's cleanup budget, so a hook can wait for work to drain."""
         ctx = self.context
-        if await sleep(ctx.clock, seconds, ctx.stop):
+        if ctx.cleaning_up:
+            await sleep(ctx.clock, seconds)
+        elif await sleep(ctx.clock, seconds, ctx.stop):
             raise ServiceStopped(ctx.name)
 
     async def on_start(self) -> None:

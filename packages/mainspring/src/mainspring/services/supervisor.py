@@ -273,7 +273,7 @@ class Supervisor:
             record.first_start_done = True
             record.instance = None
             if instance is not None:
-                await self._call_on_stop(record, instance)
+                await self._call_on_stop(record, instance, ctx)
 
     async def _start_and_run(self, record: _Supervision, instance: Service) -> None:
         try:
@@ -290,7 +290,10 @@ class Supervisor:
         except* ServiceStopped:
             pass  # It slept after being asked to stop: a clean stop, from a task group too.
 
-    async def _call_on_stop(self, record: _Supervision, instance: Service) -> None:
+    async def _call_on_stop(
+        self, record: _Supervision, instance: Service, ctx: ServiceContext
+    ) -> None:
+        ctx.cleaning_up = True
         try:
             async with self._clock.timeout(_cleanup_budget(record.spec.stop_timeout)):
                 await instance.on_stop()
