@@ -100,7 +100,7 @@ def test_status_lists_resources_and_services(local: TestClient) -> None:
     assert body["app"] == {
         "name": "probe",
         "version": "1.2.3",
-        "lease_namespace": lease_namespace("probe", None),
+        "lease_namespace": lease_namespace("probe", MainspringSettings()),
     }
     assert body["ready"]["ready"] is True
     assert body["resources"] == [{"name": "pool", "state": "open", "critical": True, "error": None}]

@@ -16,6 +16,7 @@ from test_singleton import Leader, eventually, state
 
 from mainspring import MainspringSettings, ManualClock, Runtime
 from mainspring.leases import lease_namespace
+from mainspring.urls import DatabaseUrl, HttpUrl, RedisUrl
 
 STANDBY_EVENT = "lease held by another process; standing by"
 
@@ -34,9 +35,17 @@ def lease_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return str(request.getfixturevalue(f"{request.param}_url"))
 
 
+class StoreSettings(MainspringSettings):
+    """An app that writes to a database and maybe Redis, and reads an upstream."""
+
+    database_url: DatabaseUrl = "sqlite:///./var/app.db"
+    redis_url: RedisUrl | None = None
+    upstream_url: HttpUrl = "https://api.example.com"
+
+
 def runtime(clock: ManualClock, **settings: object) -> Runtime:
     return Runtime(
-        settings=MainspringSettings(shutdown_timeout=5, **settings),
+        settings=StoreSettings(shutdown_timeout=5, **settings),
         clock=clock,
         on_fatal=lambda message: None,
         rng=random.Random(1),
@@ -51,13 +60,14 @@ def test_the_default_namespace_is_the_app_and_its_working_directory(
     for checkout in checkouts:
         checkout.mkdir()
         monkeypatch.chdir(checkout)
-        namespaces.append(lease_namespace("markets", None))
+        namespaces.append(lease_namespace("markets", MainspringSettings()))
     assert namespaces[0] != namespaces[1]
     assert all(namespace.startswith("markets-") for namespace in namespaces)
     (tmp_path / "link").symlink_to(checkouts[0])
     monkeypatch.chdir(tmp_path / "link")
-    assert lease_namespace("markets", None) == namespaces[0]
-    assert lease_namespace("markets", "redis://127.0.0.1:6379/0") == "markets"
+    assert lease_namespace("markets", MainspringSettings()) == namespaces[0]
+    explicit = MainspringSettings(lease_url="redis://127.0.0.1:6379/0")
+    assert lease_namespace("markets", explicit) == "markets"
 
 
 async def test_an_explicit_lease_url_keeps_apps_apart_and_names_the_holder(
@@ -107,5 +117,37 @@ async def test_default_lock_files_keep_two_checkouts_apart(
     async with runtimes[0], runtimes[1]:
         for rt in runtimes:
             statuses.append(rt.supervise(Leader(), singleton=True))
+        await eventually(lambda: [state(s) for s in statuses] == ["running", "running"])
+    assert runtimes[0].lease_namespace != runtimes[1].lease_namespace
+
+
+def test_the_default_namespace_covers_the_database_and_redis_the_deployment_writes_to(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    base = lease_namespace("markets", StoreSettings())
+    assert lease_namespace("markets", StoreSettings()) == base
+    other_db = StoreSettings(database_url="sqlite:////tmp/markets-demo-x/markets.db")
+    assert lease_namespace("markets", other_db) != base
+    other_redis = StoreSettings(redis_url="redis://127.0.0.1:6379/3")
+    assert lease_namespace("markets", other_redis) != base
+    # An upstream read from is not where the deployment keeps its state.
+    assert lease_namespace("markets", StoreSettings(upstream_url="http://127.0.0.1:9")) == base
+
+
+async def test_default_lock_files_keep_two_databases_in_one_directory_apart(
+    clock: ManualClock, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two demos (or two units with one WorkingDirectory) each on a database of its own
+    both run their singletons."""
+    monkeypatch.setenv("TMPDIR", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir(mode=0o700)
+    monkeypatch.chdir(tmp_path)
+    runtimes = [
+        runtime(clock, app_name="markets", database_url=f"sqlite:///{tmp_path / name}.db")
+        for name in ("first", "second")
+    ]
+    async with runtimes[0], runtimes[1]:
+        statuses = [rt.supervise(Leader(), singleton=True) for rt in runtimes]
         await eventually(lambda: [state(s) for s in statuses] == ["running", "running"])
     assert runtimes[0].lease_namespace != runtimes[1].lease_namespace

@@ -97,7 +97,7 @@ class Runtime:
         self.clock: Clock = clock or SystemClock()
         self.namespace = self.settings.app_name or (app.title if app else "mainspring")
         """The app's name in logs, traces and status."""
-        self.lease_namespace = lease_namespace(self.namespace, self.settings.lease_url)
+        self.lease_namespace = lease_namespace(self.namespace, self.settings)
         """What keeps this deployment's singleton leases apart from any other's."""
         self.started_at = self.clock.time()
         self._lease_backend = lease_backend

@@ -12,10 +12,12 @@ database driver that is not async. No message repeats the URL, which may hold a 
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from collections.abc import Iterable
+from typing import Annotated, Literal, get_args, get_origin
 from urllib.parse import SplitResult, urlsplit
 
-from pydantic import AfterValidator
+from pydantic import AfterValidator, BaseModel
+from pydantic.fields import FieldInfo
 
 LeaseBackendKind = Literal["file", "redis", "postgres"]
 
@@ -112,3 +114,29 @@ HttpUrl = Annotated[str, AfterValidator(check_http_url)]
 RedisUrl = Annotated[str, AfterValidator(check_redis_url)]
 DatabaseUrl = Annotated[str, AfterValidator(check_database_url)]
 LeaseUrl = Annotated[str, AfterValidator(check_lease_url)]
+
+
+_WRITTEN_TO = (check_database_url, check_redis_url)
+"""The checks of the URL types that name where a deployment keeps its state."""
+
+
+def _checked_as_written_to(metadata: Iterable[object]) -> bool:
+    return any(isinstance(m, AfterValidator) and m.func in _WRITTEN_TO for m in metadata)
+
+
+def _names_a_store(field: FieldInfo) -> bool:
+    """A `DatabaseUrl` or `RedisUrl` field, optional (``RedisUrl | None``) or not."""
+    if _checked_as_written_to(field.metadata):
+        return True
+    return any(
+        get_origin(arg) is Annotated and _checked_as_written_to(get_args(arg)[1:])
+        for arg in get_args(field.annotation)
+    )
+
+
+def store_urls(settings: BaseModel) -> list[str]:
+    """The values of the settings' `DatabaseUrl` and `RedisUrl` fields that are set, in
+    field-name order: the places this deployment writes to."""
+    fields = sorted(type(settings).model_fields.items())
+    values = (getattr(settings, name) for name, field in fields if _names_a_store(field))
+    return [value for value in values if value is not None]

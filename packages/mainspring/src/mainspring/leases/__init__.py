@@ -10,11 +10,12 @@ from typing import TYPE_CHECKING
 from mainspring.leases.base import Lease, LeaseBackend, holder_id
 from mainspring.leases.file import FileLeaseBackend, safe_file_name
 from mainspring.paths import private_dir
-from mainspring.urls import lease_backend_kind
+from mainspring.urls import lease_backend_kind, store_urls
 
 if TYPE_CHECKING:
     from mainspring.leases.postgres import PostgresLeaseBackend
     from mainspring.leases.redis import RedisLeaseBackend
+    from mainspring.settings import MainspringSettings
 
 __all__ = [
     "FileLeaseBackend",
@@ -41,18 +42,22 @@ def __getattr__(name: str) -> object:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def lease_namespace(app: str, lease_url: str | None) -> str:
+def lease_namespace(app: str, settings: MainspringSettings) -> str:
     """Where this deployment's leases live apart from every other's.
 
-    With an explicit `lease_url`, the app's name: the operator pointed every process of the
+    With an explicit lease URL, the app's name: the operator pointed every process of the
     deployment there (two deployments of one app sharing a server set MAINSPRING_APP_NAME
     apart). With the default lock files, which only this host sees, the app's name and a
-    digest of the working directory, so that two checkouts of one app never wait on each other.
+    digest of the working directory and of the settings' database and Redis URLs: two
+    checkouts of one app, two units started from one directory, or two demos each on a
+    database of its own, never wait on each other; processes that share all of these are
+    one deployment.
     """
-    if lease_url is not None:
+    if settings.lease_url is not None:
         return app
-    directory = os.path.realpath(os.getcwd()).encode()
-    return f"{app}-{hashlib.blake2b(directory, digest_size=4).hexdigest()}"
+    scope = [os.path.realpath(os.getcwd()), *store_urls(settings)]
+    digest = hashlib.blake2b("\0".join(scope).encode(), digest_size=4).hexdigest()
+    return f"{app}-{digest}"
 
 
 def lease_backend_from_url(url: str | None, namespace: str) -> LeaseBackend:
