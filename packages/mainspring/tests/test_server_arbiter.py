@@ -1,6 +1,6 @@
-"""The master's record of how its workers ended while stopping: a worker that exited on
-its own before the stop deadline's SIGKILL keeps its code; one the SIGKILL ended counts
-as killed."""
+"""gunicorn's master: its record of how workers ended while stopping (a worker that exited
+on its own before the stop deadline's SIGKILL keeps its code; one the SIGKILL ended counts
+as killed), and how long it lets a worker stay silent."""
 
 from __future__ import annotations
 
@@ -16,6 +16,8 @@ from gunicorn.app.base import BaseApplication  # type: ignore[import-untyped]
 
 from mainspring.server.arbiter import MainspringArbiter
 from mainspring.server.exitcodes import EXIT_OK, EXIT_STOP_KILLED
+from mainspring.server.multi import MainspringApplication
+from mainspring.server.options import RunOptions
 
 
 class _App(BaseApplication):  # type: ignore[misc]
@@ -94,3 +96,18 @@ def test_every_status_is_noted_where_it_is_reaped(arbiter: MainspringArbiter) ->
     arbiter.reap_workers()
     assert arbiter.WORKERS == {}
     assert arbiter.stop_outcome == 6
+
+
+@pytest.mark.parametrize(("stop_timeout", "silent_for"), [(10, 120), (300, 300)])
+def test_a_worker_silent_through_a_long_start_up_is_not_killed(
+    stop_timeout: int, silent_for: int
+) -> None:
+    """Workers send no heartbeat while their lifespan starts (the migration lock, the
+    migration): gunicorn's default 30 s would kill and respawn them in a loop."""
+    application = MainspringApplication(
+        RunOptions("tests.sample_apps.singleton_app:app", workers=2),
+        0,
+        stop_deadline=stop_timeout,
+        stop_timeout=stop_timeout,
+    )
+    assert application.cfg.timeout == silent_for

@@ -16,7 +16,7 @@ from alembic.config import Config
 from sqlalchemy.engine import URL, Connection
 
 from mainspring.resources.database import Database, async_url
-from mainspring.resources.lock import database_lock
+from mainspring.resources.lock import database_lock, finish_in_thread
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 MIGRATIONS_LOCK = "migrations"
@@ -39,11 +39,12 @@ async def upgrade_async(database_url: str) -> None:
 
     Every worker of a deployment calls this at start. Under the database's own lock the
     first applies the migrations; the others wait, then find the schema at head and apply
-    nothing. Alembic is synchronous, so it runs in a thread. An in-memory SQLite database
+    nothing. Alembic is synchronous, so it runs in a thread, which keeps the lock until it
+    is done even when start-up is cancelled. An in-memory SQLite database
     lives in one connection: use `upgrade_database` with the app's `Database` for that.
     """
     async with database_lock(database_url, MIGRATIONS_LOCK):
-        await asyncio.to_thread(_upgrade_at, database_url)
+        await finish_in_thread(_upgrade_at, database_url)  # never migrating unlocked
 
 
 def _upgrade_at(database_url: str) -> None:

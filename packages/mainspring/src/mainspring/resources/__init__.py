@@ -14,7 +14,7 @@ from mainspring.resources.base import Resource
 if TYPE_CHECKING:
     from mainspring.resources.database import Database, DbSession, db_session
     from mainspring.resources.http import HttpClient
-    from mainspring.resources.lock import database_lock
+    from mainspring.resources.lock import database_lock, finish_in_thread
     from mainspring.resources.redis import Redis
 
 __all__ = [
@@ -25,6 +25,7 @@ __all__ = [
     "Resource",
     "database_lock",
     "db_session",
+    "finish_in_thread",
 ]
 
 _HOMES = {
@@ -32,6 +33,7 @@ _HOMES = {
     "DbSession": "database",
     "db_session": "database",
     "database_lock": "lock",
+    "finish_in_thread": "lock",
     "HttpClient": "http",
     "Redis": "redis",
 }

@@ -10,8 +10,10 @@ does it; the others wait their turn, then find it done. The lock is the database
   the server frees it when that connection ends, however its holder dies;
 * in-memory SQLite: no other process can see the database, so there is nothing to lock.
 
-Waiting never blocks the event loop and can be cancelled: the file lock is tried in a
-thread and tried again after a short sleep; the advisory lock is awaited on its connection.
+Waiting never blocks the event loop and can be cancelled: the file lock is tried without
+blocking and tried again after a short sleep; the advisory lock is awaited on its
+connection. Synchronous work under the lock runs in `finish_in_thread`, which keeps the
+block (and so the lock) until the thread is done, even when the waiter is cancelled.
 """
 
 from __future__ import annotations
@@ -21,9 +23,10 @@ import fcntl
 import hashlib
 import os
 import re
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager, suppress
 from pathlib import Path
+from typing import ParamSpec, TypeVar
 
 import asyncpg  # type: ignore[import-untyped]
 import structlog
@@ -34,6 +37,8 @@ from mainspring.resources.database import async_url, is_memory
 log = structlog.get_logger("mainspring.resources")
 
 _LOCK_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
+P = ParamSpec("P")
+T = TypeVar("T")
 
 
 @asynccontextmanager
@@ -64,6 +69,22 @@ async def database_lock(
             yield
     else:
         raise ValueError(f"no database lock for {dialect!r}: use SQLite or PostgreSQL")
+
+
+async def finish_in_thread(func: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+    """``asyncio.to_thread`` for work under a lock: a thread cannot be stopped, so when the
+    caller is cancelled this still waits for the thread to end before re-raising, and the
+    lock is let go only once nobody is working under it."""
+    work = asyncio.ensure_future(asyncio.to_thread(func, *args, **kwargs))
+    try:
+        return await asyncio.shield(work)
+    except asyncio.CancelledError:
+        while not work.done():
+            with suppress(asyncio.CancelledError):
+                await asyncio.wait([work])
+        if not work.cancelled():
+            work.exception()  # retrieved: the cancellation is what the caller gets
+        raise
 
 
 def sqlite_lock_path(database: URL, name: str) -> Path:

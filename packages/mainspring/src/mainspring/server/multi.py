@@ -26,6 +26,8 @@ from mainspring.server.serving import served_app
 WORKER_CLASS = "mainspring.server.worker.MainspringWorker"
 GUNICORN_APP_LOAD_ERROR = 4
 """A worker exiting with this makes gunicorn's arbiter halt; the runner then exits 2."""
+SILENT_WORKER_TIMEOUT = 120
+"""The least time gunicorn lets a worker go without a heartbeat before killing it, in s."""
 
 
 class LoadFailureNote:
@@ -90,6 +92,11 @@ class MainspringApplication(BaseApplication):  # type: ignore[misc]
             # uvicorn's worker turns it into its keep-alive timeout: one meaning for any
             # number of workers.
             "keepalive": options.keepalive,
+            # A worker sends no heartbeat until its lifespan start-up is done, and start-up
+            # may wait for the migration lock and migrate: gunicorn's default 30 s would kill
+            # it mid-start and respawn it in a loop. Two minutes or the stop timeout, which
+            # is longer.
+            "timeout": max(SILENT_WORKER_TIMEOUT, stop_timeout),
             "control_socket_disable": True,
             "proc_name": f"mainspring {options.app}",
             "logger_class": GunicornLogger,
