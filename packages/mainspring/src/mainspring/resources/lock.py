@@ -11,7 +11,7 @@ does it; the others wait their turn, then find it done. The lock is the database
 * in-memory SQLite: no other process can see the database, so there is nothing to lock.
 
 Waiting never blocks the event loop and can be cancelled: the file lock is tried without
-blocking and tried again after a short sleep; the advisory lock is awaited on its
+blocking (``LOCK_NB``) and tried again after a short sleep; the advisory lock is awaited on its
 connection. Synchronous work under the lock runs in `finish_in_thread`, which keeps the
 block (and so the lock) until the thread is done, even when the waiter is cancelled.
 """
@@ -101,30 +101,22 @@ def advisory_key(name: str) -> int:
 
 @asynccontextmanager
 async def _file_lock(path: Path, name: str, poll_interval: float) -> AsyncIterator[None]:
-    fd = await _try_file_lock(path)
+    fd = _try_file_lock(path)
     if fd is None:
         log.info("waiting for the database lock", lock=name, path=str(path))
     while fd is None:
         await asyncio.sleep(poll_interval)
-        fd = await _try_file_lock(path)
+        fd = _try_file_lock(path)
     try:
         yield
     finally:
-        _unlock(fd)  # Two non-blocking calls; done here, so it happens even when cancelled.
+        _unlock(fd)
 
 
-async def _try_file_lock(path: Path) -> int | None:
-    attempt = asyncio.get_running_loop().run_in_executor(None, _lock_now, path)
-    try:
-        return await asyncio.shield(attempt)
-    except asyncio.CancelledError:
-        # The thread runs on regardless: a lock it takes after all must not leak.
-        attempt.add_done_callback(_drop_taken_lock)
-        raise
-
-
-def _lock_now(path: Path) -> int | None:
-    """An open, ``flock``-ed descriptor of `path`, or None while another holds it."""
+def _try_file_lock(path: Path) -> int | None:
+    """An open, ``flock``-ed descriptor of `path`, or None while another holds it. Never
+    waits (``LOCK_NB``), so it runs on the event loop, and no attempt is ever in flight
+    when the waiter is cancelled."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
     try:
@@ -136,13 +128,6 @@ def _lock_now(path: Path) -> int | None:
         os.close(fd)
         raise
     return fd
-
-
-def _drop_taken_lock(attempt: asyncio.Future[int | None]) -> None:
-    if not attempt.cancelled() and attempt.exception() is None:
-        fd = attempt.result()
-        if fd is not None:
-            _unlock(fd)
 
 
 def _unlock(fd: int) -> None:
