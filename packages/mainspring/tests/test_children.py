@@ -1,4 +1,4 @@
-"""`dies_with_me` and `die_with_parent`: a child process does not outlive its parent."""
+"""`die_with_parent`: a child process does not outlive its parent."""
 
 from __future__ import annotations
 
@@ -12,11 +12,21 @@ from process_support import EXIT_DEADLINE, STARTUP_DEADLINE, wait_for
 
 from mainspring.children import die_with_parent
 
-# A parent that starts `sleep` with dies_with_me(), prints the child's pid and waits.
-PARENT = """
-import subprocess, sys, time
-from mainspring import dies_with_me
-child = subprocess.Popen(["sleep", "120"], preexec_fn=dies_with_me())
+# A child that calls die_with_parent first thing, says so, and waits.
+CHILD = """
+import sys, time
+from mainspring.children import die_with_parent
+die_with_parent(int(sys.argv[1]))
+print("armed", flush=True)
+time.sleep(120)
+"""
+# A parent that starts CHILD, prints the child's pid once it is armed, and waits.
+PARENT = f"""
+import os, subprocess, sys, time
+child = subprocess.Popen(
+    [sys.executable, "-c", {CHILD!r}, str(os.getpid())], stdout=subprocess.PIPE, text=True
+)
+child.stdout.readline()
 print(child.pid, flush=True)
 time.sleep(120)
 """
@@ -29,7 +39,7 @@ def running(pid: int) -> bool:
         return False
 
 
-def test_a_child_started_with_dies_with_me_dies_when_its_parent_is_killed() -> None:
+def test_a_child_that_calls_die_with_parent_dies_when_its_parent_is_killed() -> None:
     parent = subprocess.Popen([sys.executable, "-c", PARENT], stdout=subprocess.PIPE, text=True)
     child = 0
     try:

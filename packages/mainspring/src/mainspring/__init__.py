@@ -13,7 +13,6 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from mainspring.children import dies_with_me
     from mainspring.clock import Clock, ManualClock, SystemClock
     from mainspring.dependencies import RuntimeDep, ServiceUnavailable, get_runtime, use
     from mainspring.runtime import Gate, Runtime, setting
@@ -40,7 +39,6 @@ _HOMES = {
     "ServiceStopped": "mainspring.services.stopped",
     "ServiceUnavailable": "mainspring.dependencies",
     "SystemClock": "mainspring.clock",
-    "dies_with_me": "mainspring.children",
     "get_runtime": "mainspring.dependencies",
     "load_settings": "mainspring.settings",
     "loop": "mainspring.services.loop",
@@ -65,7 +63,6 @@ __all__ = [
     "ServiceStopped",
     "ServiceUnavailable",
     "SystemClock",
-    "dies_with_me",
     "get_runtime",
     "load_settings",
     "loop",

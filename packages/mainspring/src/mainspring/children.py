@@ -4,17 +4,17 @@ On Linux the kernel sends a chosen signal to a process when its parent dies
 (``prctl(PR_SET_PDEATHSIG)``); elsewhere only the check at the child's start applies. The
 "parent" is the *thread* that started the child: start children from the main thread,
 or from a thread that lives as long as the process, or the child is signalled when that
-thread ends.
+thread ends. The child calls it itself, first thing: there is deliberately no
+``preexec_fn``, which Python documents as unsafe in a process with threads (every
+mainspring process has some).
 """
 
 from __future__ import annotations
 
 import ctypes
-import functools
 import os
 import signal
 import sys
-from collections.abc import Callable
 from typing import Any
 
 PR_SET_PDEATHSIG = 1
@@ -36,7 +36,7 @@ _prctl = _load_prctl()
 def die_with_parent(parent: int, sig: int = signal.SIGTERM) -> None:
     """Have this process receive `sig` when its parent, pid `parent`, dies.
 
-    Call it first thing in the child (a forked worker, or a ``preexec_fn``). When the
+    Call it first thing in the child (a forked worker, a Python program). When the
     parent is gone already, the child exits at once with status 128 + `sig`, as if the
     signal had killed it.
     """
@@ -47,13 +47,3 @@ def die_with_parent(parent: int, sig: int = signal.SIGTERM) -> None:
             raise OSError(error, f"prctl(PR_SET_PDEATHSIG): {os.strerror(error)}")
     if os.getppid() != parent:
         os._exit(128 + sig)
-
-
-def dies_with_me(sig: int = signal.SIGTERM) -> Callable[[], None]:
-    """A ``preexec_fn`` that makes the child receive `sig` (SIGTERM) when this process dies.
-
-    For ``subprocess.Popen`` and ``asyncio.create_subprocess_exec`` alike::
-
-        feed = subprocess.Popen(["markets", "replay-feed"], preexec_fn=dies_with_me())
-    """
-    return functools.partial(die_with_parent, os.getpid(), sig)
