@@ -17,7 +17,7 @@ from collections.abc import Callable
 _draining = threading.Event()
 _on_draining: list[Callable[[], None]] = []
 _exit_code: int | None = None
-_forced: list[str] = []
+_stop_forced = False
 
 EXIT_CRITICAL_FAILURE = 3
 """Exit code when a critical service failed; gunicorn's arbiter halts on it too."""
@@ -68,12 +68,19 @@ def requested_exit_code() -> int | None:
     return _exit_code
 
 
-def note_forced_stop(what: list[str]) -> None:
-    """Record that the shutdown met its deadline only by cancelling `what` (one line each):
-    the runner then exits non-zero instead of 0."""
-    _forced.extend(what)
+def note_forced_stop() -> None:
+    """Record that a shutdown met its deadline only by cancelling something (the runtime
+    logs what): the runner then exits non-zero instead of 0."""
+    global _stop_forced
+    _stop_forced = True
 
 
-def forced_stops() -> list[str]:
-    """What shutdowns in this process had to cancel, in order; empty after clean stops."""
-    return list(_forced)
+def stop_was_forced() -> bool:
+    """Whether a shutdown in this process had to cancel something."""
+    return _stop_forced
+
+
+def forget_forced_stop() -> None:
+    """Clear the record, for tests that run several runtimes in one process."""
+    global _stop_forced
+    _stop_forced = False

@@ -169,7 +169,7 @@ class Runtime:
                 if outcome == "timed out":
                     forced.append(f"resource {entry.name}'s close timed out")
         if forced:
-            lifecycle.note_forced_stop(forced)
+            lifecycle.note_forced_stop()
         log.info(
             "runtime stopped",
             duration_s=round(clock.monotonic() - began, 3),

@@ -138,7 +138,7 @@ def exit_code(server: DrainingServer) -> int:
     if requested is not None:
         return requested
     # A second Ctrl-C (force_exit) skips the app's shutdown: its tasks are cancelled.
-    forced = server.forced or lifecycle.forced_stops()
+    forced = server.forced or lifecycle.stop_was_forced()
     return EXIT_STOP_CANCELLED if forced else EXIT_OK
 
 
