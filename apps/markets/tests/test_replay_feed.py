@@ -145,3 +145,13 @@ async def test_replay_feed_over_http(feed: ReplayFeed, clock: Clock) -> None:
     assert faults.json()["latency"] == fake.faults.latency == 0.05
     assert stats["requests"] == 1
     assert refused.status_code == 422
+
+
+async def test_the_fake_serves_on_ipv6_loopback_and_names_its_url_in_brackets(
+    feed: ReplayFeed,
+) -> None:
+    with serve_fake(FakeEspn(feed), host="::1") as base_url:
+        async with httpx.AsyncClient(timeout=5.0) as http:
+            stats = await http.get(f"{base_url}/_fake/stats")
+    assert base_url.startswith("http://[::1]:")
+    assert stats.status_code == 200

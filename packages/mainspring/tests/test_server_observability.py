@@ -186,7 +186,7 @@ def test_a_metrics_port_in_use_exits_5(runner: Runner) -> None:
             APP, "--port", str(free_port()), "--workers", "2", "--metrics-port", str(metrics_port)
         )
         assert runner.wait_exit(process) == EXIT_PORT_UNAVAILABLE
-    assert f"cannot serve metrics on 127.0.0.1:{metrics_port}" in runner.output(process)
+    assert f"the metrics port cannot listen on 127.0.0.1:{metrics_port}" in runner.output(process)
 
 
 def test_a_zero_watchdog_threshold_turns_the_watchdog_off(runner: Runner) -> None:

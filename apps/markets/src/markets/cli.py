@@ -143,13 +143,14 @@ def replay_feed(
     """Serve recorded ESPN scoreboards as games that start, go live and finish now."""
     from mainspring.observability import configure_logging
     from mainspring.server.exitcodes import EXIT_PORT_UNAVAILABLE
+    from mainspring.server.ports import cannot_listen
     from markets.espn.fake import run_replay_feed
 
     configure_logging()
     try:
         run_replay_feed(host=host, port=port, speed=speed)
     except OSError as exc:
-        typer.echo(f"the replay feed cannot listen on {host}:{port} ({exc.strerror})", err=True)
+        typer.echo(cannot_listen(host, port, exc, who="the replay feed"), err=True)
         raise typer.Exit(EXIT_PORT_UNAVAILABLE) from None
 
 

@@ -23,6 +23,7 @@ from pathlib import Path
 import structlog
 
 from mainspring.server.exitcodes import EXIT_PORT_UNAVAILABLE, StartError
+from mainspring.server.ports import cannot_listen
 from markets.espn.fake import serve_fake
 from markets.espn.replay import ReplayFeed
 
@@ -48,7 +49,7 @@ def replay_demo(*, feed_port: int, speed: float) -> Iterator[None]:
             url = stack.enter_context(serve_fake(feed, FEED_HOST, feed_port))
         except OSError as exc:
             raise StartError(
-                f"the replay feed cannot listen on {FEED_HOST}:{feed_port} ({exc.strerror}); "
+                f"{cannot_listen(FEED_HOST, feed_port, exc, who='the replay feed')}; "
                 "free that port or pass --replay-port 0 to use any free one",
                 EXIT_PORT_UNAVAILABLE,
             ) from None

@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import copy
 import dataclasses
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -29,6 +28,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from mainspring.server.address import base_url
+from mainspring.server.ports import bind
 from markets.espn.model import LEAGUES
 from markets.espn.replay import ReplayFeed
 
@@ -148,20 +149,6 @@ async def _hang(request: Request, seconds: float) -> None:
                 pass
 
 
-def listen(host: str, port: int) -> socket.socket:
-    """A socket bound to `host`:`port` (0: a free port). A port another program holds raises
-    `OSError` (EADDRINUSE) here, before anything is served, so no caller ever ends up
-    talking to that program instead of the fake."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((host, port))
-    except OSError:
-        sock.close()
-        raise
-    return sock
-
-
 def _server(fake: FakeEspn) -> uvicorn.Server:
     """No access lines and no logging setup of its own: its few lines go through whatever
     the process configured, in the process's format."""
@@ -183,7 +170,7 @@ def serve_fake(
     """Run the fake in a thread of this process, so it lives exactly as long as the process
     (or the block); yields its base URL. Port 0 picks a free port; a taken one raises OSError."""
     fake = target if isinstance(target, FakeEspn) else FakeEspn(target)
-    sock = listen(host, port)
+    sock = bind(host, port)  # A port another program holds raises here, before any request.
     server = _server(fake)
     thread = threading.Thread(
         target=server.run, kwargs={"sockets": [sock]}, name="fake-espn", daemon=True
@@ -195,7 +182,7 @@ def serve_fake(
             if not thread.is_alive() or time.monotonic() > deadline:
                 raise RuntimeError("the fake ESPN server did not start")
             time.sleep(0.01)
-        yield f"http://{host}:{sock.getsockname()[1]}"
+        yield base_url(host, sock.getsockname()[1])
     finally:
         server.should_exit = True
         thread.join(timeout=10.0)
@@ -208,8 +195,8 @@ def run_replay_feed(
     """`markets replay-feed`: serve the replay feed until interrupted. OSError when the port
     cannot be bound."""
     feed = ReplayFeed(fixtures_dir, speed=speed)
-    with listen(host, port) as sock:
-        url = f"http://{host}:{sock.getsockname()[1]}"
+    with bind(host, port) as sock:
+        url = base_url(host, sock.getsockname()[1])
         first = min(g.start for g in feed.games)
         log.info(
             "replay feed serving", url=url, speed=speed, games=len(feed.games), first=str(first)

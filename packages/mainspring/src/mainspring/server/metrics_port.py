@@ -8,7 +8,9 @@ from wsgiref.simple_server import WSGIServer
 import structlog
 
 from mainspring.observability.metrics_router import serve_metrics_on_port
+from mainspring.server.address import base_url
 from mainspring.server.exitcodes import EXIT_PORT_UNAVAILABLE, StartError
+from mainspring.server.ports import cannot_listen
 
 log = structlog.get_logger("mainspring.server")
 
@@ -28,10 +30,10 @@ class MetricsPort:
             self._served = serve_metrics_on_port(self.port, METRICS_HOST)
         except OSError as exc:
             raise StartError(
-                f"cannot serve metrics on {METRICS_HOST}:{self.port}: {exc.strerror}",
+                cannot_listen(METRICS_HOST, self.port, exc, who="the metrics port"),
                 EXIT_PORT_UNAVAILABLE,
             ) from None
-        log.info("metrics serving", url=f"http://{METRICS_HOST}:{self.port}/metrics")
+        log.info("metrics serving", url=f"{base_url(METRICS_HOST, self.port)}/metrics")
 
     def stop(self) -> None:
         if self._served is None:

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from gunicorn.app.base import BaseApplication  # type: ignore[import-untyped]
+from gunicorn.arbiter import Arbiter  # type: ignore[import-untyped]
 from uvicorn.importer import import_from_string
 
 from mainspring.observability.metrics import mark_worker_dead
@@ -24,8 +25,6 @@ from mainspring.server.pidfile import Pidfile
 from mainspring.server.serving import served_app
 
 WORKER_CLASS = "mainspring.server.worker.MainspringWorker"
-GUNICORN_APP_LOAD_ERROR = 4
-"""A worker exiting with this makes gunicorn's arbiter halt; the runner then exits 2."""
 SILENT_WORKER_TIMEOUT = 120
 """The least time gunicorn lets a worker go without a heartbeat before killing it, in s."""
 
@@ -174,7 +173,7 @@ def serve_workers(
         if os.getpid() != master:
             raise  # A forked worker is leaving; its exit is gunicorn's business.
         code = exc.code if isinstance(exc.code, int) else 1
-        if code == GUNICORN_APP_LOAD_ERROR:
+        if code == Arbiter.APP_LOAD_ERROR:  # A worker's config error: the runner exits 2.
             note = application.load_failure.first()
             if note is not None:
                 print(f"mainspring: {note}", file=sys.stderr)

@@ -38,6 +38,13 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+def cannot_listen(host: str, port: int, error: OSError, who: str | None = None) -> str:
+    """The message for a port that cannot be bound, e.g. ``the replay feed cannot listen on
+    127.0.0.1:8765 (Address already in use)``."""
+    subject = f"{who} cannot" if who else "cannot"
+    return f"{subject} listen on {host}:{port} ({error.strerror})"
+
+
 @dataclass(frozen=True)
 class ProcessInfo:
     pid: int

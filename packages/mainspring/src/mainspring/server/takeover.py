@@ -93,9 +93,7 @@ def claim_port(
         return ports.bind(host, port)
     except OSError as exc:
         if exc.errno != errno.EADDRINUSE:
-            raise StartError(
-                f"cannot listen on {host}:{port}: {exc.strerror}", EXIT_PORT_UNAVAILABLE
-            ) from None
+            raise StartError(ports.cannot_listen(host, port, exc), EXIT_PORT_UNAVAILABLE) from None
     _, (host_ip, _) = ports.resolve(host, port)
     holders = ports.port_holders(host_ip, port)
     if not holders:

@@ -13,12 +13,13 @@ import signal
 import sys
 from typing import Any
 
+from gunicorn.arbiter import Arbiter  # type: ignore[import-untyped]
 from uvicorn_worker import UvicornWorker  # type: ignore[import-untyped]
 
 from mainspring.children import die_with_parent
 from mainspring.server.config_guard import ConfigErrorGuard
 from mainspring.server.deadline import FORCED_EXIT_GRACE
-from mainspring.server.multi import GUNICORN_APP_LOAD_ERROR, MainspringApplication
+from mainspring.server.multi import MainspringApplication
 from mainspring.server.options import RunOptions
 from mainspring.server.single import DrainingServer, exit_code, install_stop_handlers
 
@@ -64,7 +65,7 @@ class MainspringWorker(UvicornWorker):  # type: ignore[misc]
             if isinstance(self.wsgi, ConfigErrorGuard) and self.wsgi.error is not None:
                 # Every worker would fail alike: halt the arbiter; the runner exits 2.
                 report_load_failure(self.app, f"{options.app}: {self.wsgi.error}")
-                sys.exit(GUNICORN_APP_LOAD_ERROR)
+                sys.exit(Arbiter.APP_LOAD_ERROR)
             raise
         sys.exit(exit_code(server))
 
