@@ -17,9 +17,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
-import psutil
 import pytest
-from process_support import EXIT_DEADLINE, STARTUP_DEADLINE, free_port, wait_for
+from process_support import (
+    EXIT_DEADLINE,
+    STARTUP_DEADLINE,
+    free_port,
+    session_survivors,
+    wait_for,
+)
 
 EXIT_PORT_UNAVAILABLE = 5
 FEED_LINE = "replay feed"
@@ -214,12 +219,14 @@ def test_a_killed_demo_leaves_nothing_running_and_the_next_starts_fresh(
     first = start(demos, tmp_path)
     feed_port = first.feed_port()
     first_games = {m["game"]["espn_event_id"] for m in first.wait_markets()}  # type: ignore[index]
-    tree = psutil.Process(first.process.pid).children(recursive=True)
+    session = os.getsid(first.process.pid)
+    assert session == first.process.pid  # started in a session of its own
 
     first.process.kill()
     first.process.wait(timeout=EXIT_DEADLINE)
 
-    assert [p for p in tree if p.is_running()] == []
+    # Nothing it started survives in its session or process group, whatever it started.
+    assert session_survivors(session) == []
     with pytest.raises(httpx.ConnectError):
         httpx.get(f"http://127.0.0.1:{feed_port}/_fake/stats")
 

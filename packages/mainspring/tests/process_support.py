@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
+import psutil
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -24,6 +25,36 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def running(pid: int) -> bool:
+    """Whether `pid` is a live process (a zombie is not)."""
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def session_survivors(session: int) -> list[psutil.Process]:
+    """The live processes still in session `session`, or in process group `session`."""
+    survivors = []
+    for process in psutil.process_iter():
+        try:
+            members = session in (os.getsid(process.pid), os.getpgid(process.pid))
+        except ProcessLookupError:
+            continue
+        if members and running(process.pid):
+            survivors.append(process)
+    return survivors
+
+
+def accepts(port: int) -> bool:
+    """Whether something accepts TCP connections on 127.0.0.1:`port`."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1):
+            return True
+    except OSError:
+        return False
 
 
 def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:

@@ -7,10 +7,7 @@ import signal
 import subprocess
 import sys
 
-import psutil
-from process_support import EXIT_DEADLINE, STARTUP_DEADLINE, wait_for
-
-from mainspring.children import die_with_parent
+from process_support import EXIT_DEADLINE, STARTUP_DEADLINE, running, wait_for
 
 # A child that calls die_with_parent first thing, says so, and waits.
 CHILD = """
@@ -30,13 +27,6 @@ child.stdout.readline()
 print(child.pid, flush=True)
 time.sleep(120)
 """
-
-
-def running(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
 
 
 def test_a_child_that_calls_die_with_parent_dies_when_its_parent_is_killed() -> None:
@@ -60,9 +50,10 @@ def test_a_child_that_calls_die_with_parent_dies_when_its_parent_is_killed() -> 
 
 
 def test_a_child_whose_parent_is_gone_already_exits_at_once() -> None:
-    pid = os.fork()
-    if pid == 0:  # The child: its parent is this test process, not pid 1.
-        die_with_parent(1)
-        os._exit(0)
-    _, status = os.waitpid(pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 128 + signal.SIGTERM
+    # Its parent is this test process, not pid 1: as if pid 1 had been its parent and died.
+    gone = "from mainspring.children import die_with_parent; die_with_parent(1); print('alive')"
+    child = subprocess.run(
+        [sys.executable, "-c", gone], capture_output=True, text=True, timeout=EXIT_DEADLINE
+    )
+    assert child.returncode == 128 + signal.SIGTERM
+    assert child.stdout == ""

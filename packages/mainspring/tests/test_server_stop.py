@@ -7,7 +7,6 @@ from __future__ import annotations
 import fcntl
 import json
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,7 +16,15 @@ import httpx
 import psutil
 import pytest
 from faults import fault_count
-from process_support import EXIT_DEADLINE, STARTUP_DEADLINE, Runner, free_port, wait_for
+from process_support import (
+    EXIT_DEADLINE,
+    STARTUP_DEADLINE,
+    Runner,
+    accepts,
+    free_port,
+    running,
+    wait_for,
+)
 
 from mainspring.server import ports
 from mainspring.server.deadline import FORCED_EXIT_GRACE
@@ -109,13 +116,6 @@ def orphans() -> Iterator[list[psutil.Process]]:
             process.kill()
 
 
-def running(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
-
-
 @pytest.mark.faults
 def test_workers_die_with_a_master_killed_by_sigkill(
     runner: Runner, orphans: list[psutil.Process]
@@ -190,19 +190,11 @@ def foreign_holder() -> Iterator[tuple[subprocess.Popen[bytes], int]]:
         ]
     )
     try:
-        wait_for(lambda: _accepts(port), STARTUP_DEADLINE, "the unrelated server")
+        wait_for(lambda: accepts(port), STARTUP_DEADLINE, "the unrelated server")
         yield holder, port
     finally:
         holder.kill()
         holder.wait(timeout=10)
-
-
-def _accepts(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=1):
-            return True
-    except OSError:
-        return False
 
 
 def test_a_live_pidfile_naming_a_foreign_holder_as_a_worker_is_not_believed(
@@ -230,7 +222,7 @@ def test_a_live_pidfile_naming_a_foreign_holder_as_a_worker_is_not_believed(
         assert runner.wait_exit(process) == EXIT_PORT_UNAVAILABLE
     assert f"pid {holder.pid}" in runner.output(process)
     assert holder.poll() is None
-    assert _accepts(port)
+    assert accepts(port)
 
 
 def test_one_ctrl_c_after_serving_exits_0(runner: Runner) -> None:
