@@ -249,3 +249,15 @@ def test_an_early_ctrl_c_stops_the_demo_without_a_traceback(
     assert code == 0, demo.output()
     assert "Traceback" not in demo.output()
     assert "CancelledError" not in demo.output()
+
+
+def test_two_demos_from_one_directory_each_run_their_pollers(
+    demos: list[Demo], tmp_path: Path
+) -> None:
+    """Each demo has a database of its own, so its singletons are its own: neither stands by
+    behind the other (only the one that holds the lease would open markets)."""
+    both = [start(demos, tmp_path), start(demos, tmp_path)]
+    games = [{m["game"]["espn_event_id"] for m in demo.wait_markets()} for demo in both]  # type: ignore[index]
+    assert all(games)
+    namespaces = [httpx.get(f"{demo.url}/debug/status").json()["app"] for demo in both]
+    assert namespaces[0]["lease_namespace"] != namespaces[1]["lease_namespace"]
