@@ -9,6 +9,7 @@ imported and workers are forked. Without the variable, metrics live in the defau
 from __future__ import annotations
 
 import os
+import time
 from bisect import bisect_left
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -24,9 +25,16 @@ from prometheus_client import (
     multiprocess,
     values,
 )
+from prometheus_client import metrics as prometheus_metrics
 from prometheus_client.exposition import choose_encoder
-from prometheus_client.metrics_core import GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.metrics_core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
+from prometheus_client.samples import Sample
 from prometheus_client.utils import floatToGoString
 
 from mainspring.observability.run_dir import RunDir, remove_stale_run_dirs
@@ -172,34 +180,35 @@ def _status_class(status: int) -> str:
     return f"{status // 100}xx" if 100 <= status <= 599 else "other"
 
 
+SERVICE_STATE = "mainspring_service_state"
+SERVICE_STATE_HELP = "1 for the state a service is in, 0 for the others."
+TICK_DURATION = "mainspring_tick_duration_seconds"
+TICK_DURATION_HELP = "Time a loop tick took, failed or not."
+TICK_FAILURES = "mainspring_tick_failures"
+TICK_FAILURES_HELP = "Loop ticks that raised or timed out."
+TICK_BUCKET_LABELS = [floatToGoString(bound) for bound in TICK_BUCKETS]  # type: ignore[no-untyped-call]
+STATES = tuple(state.value for state in ServiceState)
+
+
 class RuntimeMetrics:
-    """What the supervisor, the loops and the loop watchdog record."""
+    """What the supervisor, the loops and the loop watchdog record.
+
+    In one process the service states and the tick series are plain Python values read
+    by a collector at scrape time (the samples a `Gauge`, a `Histogram` and a `Counter`
+    would give): ten thousand services cost no label children, locks or value objects.
+    With several workers they are prometheus-client's metrics, whose files /metrics merges.
+    """
 
     def __init__(self, registry: CollectorRegistry = REGISTRY) -> None:
-        self._state = Gauge(
-            "mainspring_service_state",
-            "1 for the state a service is in, 0 for the others.",
-            ["service", "state"],
-            registry=registry,
-            multiprocess_mode="livemax",
+        self._series: _ServiceSeries | _MultiprocessServiceSeries = (
+            _ServiceSeries(registry)
+            if multiprocess_dir() is None
+            else _MultiprocessServiceSeries(registry)
         )
         self._restarts = Counter(
             "mainspring_service_restarts",
             "Times a service was restarted after it stopped or crashed.",
             ["service"],
-            registry=registry,
-        )
-        self._tick_duration = Histogram(
-            "mainspring_tick_duration_seconds",
-            "Time a loop tick took, failed or not.",
-            ["service", "loop"],
-            registry=registry,
-            buckets=TICK_BUCKETS,
-        )
-        self._tick_failures = Counter(
-            "mainspring_tick_failures",
-            "Loop ticks that raised or timed out.",
-            ["service", "loop"],
             registry=registry,
         )
         self._lease_held = Gauge(
@@ -220,14 +229,118 @@ class RuntimeMetrics:
             "Times the event loop did not answer within the watchdog's threshold.",
             registry=registry,
         )
-        self._ticks: dict[tuple[str, str], tuple[Histogram, Counter]] = {}
-
-    def service_state(self, service: str, state: str) -> None:
-        for known in ServiceState:
-            self._state.labels(service, known.value).set(1 if known.value == state else 0)
+        self.service_state = self._series.service_state
+        self.tick_finished = self._series.tick_finished
 
     def service_restarted(self, service: str) -> None:
         self._restarts.labels(service).inc()
+
+    def lease_held(self, service: str, held: bool) -> None:
+        self._lease_held.labels(service).set(1 if held else 0)
+
+    def loop_lag(self, seconds: float) -> None:
+        self._loop_lag.observe(seconds)
+
+    def loop_blocked(self) -> None:
+        self._loop_blocked.inc()
+
+
+class _Ticks:
+    """One loop's tick series: a count per bucket (not cumulative), the sum, the failures."""
+
+    __slots__ = ("counts", "created", "failures", "total")
+
+    def __init__(self) -> None:
+        self.counts = [0] * len(TICK_BUCKETS)
+        self.total = 0.0
+        self.failures = 0
+        self.created = time.time()
+
+
+class _ServiceSeries(Collector):
+    """Service states and tick series of one process, read when the metrics are scraped."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self._states: dict[str, str] = {}
+        self._ticks: dict[tuple[str, str], _Ticks] = {}
+        registry.register(self)
+
+    def service_state(self, service: str, state: str) -> None:
+        self._states[service] = state
+
+    def tick_finished(self, service: str, loop: str, duration_s: float, failed: bool) -> None:
+        ticks = self._ticks.get((service, loop))
+        if ticks is None:
+            ticks = self._ticks[service, loop] = _Ticks()
+        ticks.counts[bisect_left(TICK_BUCKETS, duration_s)] += 1
+        ticks.total += duration_s
+        if failed:
+            ticks.failures += 1
+
+    def describe(self) -> Iterable[Metric]:
+        return _service_families([], [])
+
+    def collect(self) -> Iterable[Metric]:
+        # Scraped from another thread: copy the dicts before walking them.
+        return _service_families(list(self._states.items()), list(self._ticks.items()))
+
+
+def _service_families(
+    states: list[tuple[str, str]], ticks: list[tuple[tuple[str, str], _Ticks]]
+) -> list[Metric]:
+    gauge = GaugeMetricFamily(SERVICE_STATE, SERVICE_STATE_HELP, labels=["service", "state"])
+    for service, current in states:
+        for state in STATES:
+            gauge.add_metric([service, state], 1 if state == current else 0)
+    durations = HistogramMetricFamily(
+        TICK_DURATION, TICK_DURATION_HELP, labels=["service", "loop"]
+    )
+    failures = CounterMetricFamily(TICK_FAILURES, TICK_FAILURES_HELP, labels=["service", "loop"])
+    created = prometheus_metrics._use_created
+    for labels, one in ticks:
+        counts = accumulate(one.counts)
+        buckets = [
+            (bound, float(count)) for bound, count in zip(TICK_BUCKET_LABELS, counts, strict=True)
+        ]
+        durations.add_metric(labels, buckets, one.total)
+        if created:
+            durations.samples.append(
+                Sample(
+                    f"{TICK_DURATION}_created",
+                    {"service": labels[0], "loop": labels[1]},
+                    one.created,
+                )
+            )
+        failures.add_metric(labels, one.failures, created=one.created if created else None)
+    return [gauge, durations, failures]
+
+
+class _MultiprocessServiceSeries:
+    """`_ServiceSeries` across workers: prometheus-client's metrics, label children cached."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self._state = Gauge(
+            SERVICE_STATE,
+            SERVICE_STATE_HELP,
+            ["service", "state"],
+            registry=registry,
+            multiprocess_mode="livemax",
+        )
+        self._tick_duration = Histogram(
+            TICK_DURATION,
+            TICK_DURATION_HELP,
+            ["service", "loop"],
+            registry=registry,
+            buckets=TICK_BUCKETS,
+        )
+        self._tick_failures = Counter(
+            TICK_FAILURES, TICK_FAILURES_HELP, ["service", "loop"], registry=registry
+        )
+        self._ticks: dict[tuple[str, str], tuple[Histogram, Counter]] = {}
+
+    def service_state(self, service: str, state: str) -> None:
+        for known in STATES:
+            self._state.labels(service, known).set(1 if known == state else 0)
 
     def tick_finished(self, service: str, loop: str, duration_s: float, failed: bool) -> None:
         children = self._ticks.get((service, loop))
@@ -239,15 +352,6 @@ class RuntimeMetrics:
         children[0].observe(duration_s)
         if failed:
             children[1].inc()
-
-    def lease_held(self, service: str, held: bool) -> None:
-        self._lease_held.labels(service).set(1 if held else 0)
-
-    def loop_lag(self, seconds: float) -> None:
-        self._loop_lag.observe(seconds)
-
-    def loop_blocked(self) -> None:
-        self._loop_blocked.inc()
 
 
 _http: HttpMetrics | MultiprocessHttpMetrics | None = None
