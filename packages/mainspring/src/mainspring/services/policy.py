@@ -50,12 +50,17 @@ class RestartPolicy:
 class CrashWindow:
     """Crash times within the policy's window, to tell a flapping service from a bad day."""
 
+    __slots__ = ("_policy", "_times")
+
     def __init__(self, policy: RestartPolicy) -> None:
         self._policy = policy
-        self._times: deque[float] = deque()
+        self._times: deque[float] | None = None
+        """Made at the first crash: most services never crash."""
 
     def record(self, now: float) -> bool:
         """Record a crash at `now`; True when the service has crashed too often."""
+        if self._times is None:
+            self._times = deque()
         self._times.append(now)
         while self._times and self._times[0] <= now - self._policy.window:
             self._times.popleft()

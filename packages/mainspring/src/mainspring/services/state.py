@@ -34,7 +34,7 @@ def _rounded(seconds: float | None) -> float | None:
     return None if seconds is None else round(seconds, 6)
 
 
-@dataclass
+@dataclass(slots=True)
 class ErrorInfo:
     type: str
     message: str
@@ -48,7 +48,7 @@ class ErrorInfo:
         return {"type": self.type, "message": self.message, "at": iso(self.at)}
 
 
-@dataclass
+@dataclass(slots=True)
 class LoopStatus:
     """One loop's counters; its times are on the runtime clock's monotonic scale."""
 
@@ -76,7 +76,7 @@ class LoopStatus:
         }
 
 
-@dataclass
+@dataclass(slots=True)
 class ServiceStatus:
     name: str
     state: ServiceState = ServiceState.STOPPED

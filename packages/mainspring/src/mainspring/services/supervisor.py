@@ -54,12 +54,30 @@ class ServiceSpec:
 class _Supervision:
     """The supervisor's record of one service: its spec, status and current instance."""
 
+    __slots__ = (
+        "_finished",
+        "_stopping",
+        "crashes",
+        "done",
+        "first_start_done",
+        "instance",
+        "instance_stop",
+        "kind",
+        "lease_lost",
+        "spec",
+        "status",
+        "stop_requested",
+        "told",
+    )
+
     def __init__(self, spec: ServiceSpec, status: ServiceStatus) -> None:
         self.spec = spec
         self.status = status
         self.crashes = CrashWindow(spec.policy)
-        self.stopping = asyncio.Event()
-        self.finished = asyncio.Event()
+        self.stop_requested = False
+        self.done = False
+        self._stopping: asyncio.Event | None = None
+        self._finished: asyncio.Event | None = None
         self.instance: Service | None = None
         self.kind = spec.kind
         self.instance_stop: asyncio.Event | None = None
@@ -68,10 +86,36 @@ class _Supervision:
         self.told: tuple[ServiceState, str | None] | None = None
         """The state and reason listeners were last told of."""
 
+    # The two events are made when first waited on: an idle service never needs them.
+    @property
+    def stopping(self) -> asyncio.Event:
+        """Set once the service is asked to stop; wakes the supervisor's own waits."""
+        if self._stopping is None:
+            self._stopping = asyncio.Event()
+            if self.stop_requested:
+                self._stopping.set()
+        return self._stopping
+
+    @property
+    def finished(self) -> asyncio.Event:
+        """Set once the supervision is over."""
+        if self._finished is None:
+            self._finished = asyncio.Event()
+            if self.done:
+                self._finished.set()
+        return self._finished
+
     def request_stop(self) -> None:
-        self.stopping.set()
+        self.stop_requested = True
+        if self._stopping is not None:
+            self._stopping.set()
         if self.instance_stop is not None:
             self.instance_stop.set()
+
+    def finish(self) -> None:
+        self.done = True
+        if self._finished is not None:
+            self._finished.set()
 
 
 class Supervisor:
@@ -125,7 +169,7 @@ class Supervisor:
         record = _Supervision(ServiceSpec(name, _never_built, kind=kind), status)
         self._metrics.service_state(name, ServiceState.DISABLED.value)
         record.first_start_done = True
-        record.finished.set()
+        record.finish()
         self._services[name] = record
         log.info("service disabled", service=name, reason=reason)
         self._tell(record)
@@ -181,14 +225,13 @@ class Supervisor:
 
     async def _supervise(self, record: _Supervision) -> None:
         spec, status = record.spec, record.status
-        logger = log.bind(service=spec.name)
         attempt = 0
         try:
             if spec.start_delay > 0:
                 if await sleep(self._clock, spec.start_delay, record.stopping):
                     return
                 status.reason = None  # no longer waiting for the delay
-            while not record.stopping.is_set():
+            while not record.stop_requested:
                 lease: tuple[Lease, float] | None = None
                 if spec.singleton:
                     lease = await self._acquire(record)
@@ -200,7 +243,7 @@ class Supervisor:
                 finally:
                     if lease is not None:
                         await self._release(record, lease[0])
-                if record.stopping.is_set():
+                if record.stop_requested:
                     return
                 if record.lease_lost:
                     record.lease_lost = False
@@ -222,14 +265,17 @@ class Supervisor:
                 elif spec.policy.mode != "always":
                     status.reason = "run() returned"
                     self._set_state(record, ServiceState.STOPPED)
-                    logger.info("service finished")
+                    log.info("service finished", service=spec.name)
                     return
                 attempt += 1
                 delay = spec.policy.backoff.delay(attempt, self._rng)
                 self._set_state(record, ServiceState.BACKOFF)
                 status.next_restart_at = self._clock.time() + delay
-                logger.warning(
-                    "service restarting after backoff", delay=round(delay, 3), attempt=attempt
+                log.warning(
+                    "service restarting after backoff",
+                    service=spec.name,
+                    delay=round(delay, 3),
+                    attempt=attempt,
                 )
                 if await sleep(self._clock, delay, record.stopping):
                     return
@@ -242,7 +288,7 @@ class Supervisor:
             if status.state is not ServiceState.FAILED:
                 self._set_state(record, ServiceState.STOPPED)
             status.next_restart_at = None
-            record.finished.set()
+            record.finish()
 
     async def _run_instance(
         self, record: _Supervision, lease: tuple[Lease, float] | None
@@ -251,7 +297,7 @@ class Supervisor:
         spec, status, clock = record.spec, record.status, self._clock
         ctx = ServiceContext(spec.name, clock, status, rng=self._rng, metrics=self._metrics)
         record.instance_stop = ctx.stop
-        if record.stopping.is_set():
+        if record.stop_requested:
             ctx.stop.set()
         status.reason = None
         self._set_state(record, ServiceState.STARTING)
@@ -310,7 +356,7 @@ class Supervisor:
         backend = self._leases()
         backend_down = False
         told: object = _NOBODY_TOLD
-        while not record.stopping.is_set():
+        while not record.stop_requested:
             self._set_state(record, ServiceState.STANDBY)
             sent = self._clock.monotonic()
             try:
@@ -468,7 +514,7 @@ class Supervisor:
         had to be cancelled and which would not die even then."""
         clock = self._clock
         began = clock.monotonic()
-        live = [r for r in self._services.values() if not r.finished.is_set()]
+        live = [r for r in self._services.values() if not r.done]
         for record in live:
             if record.status.state is not ServiceState.FAILED:
                 self._set_state(record, ServiceState.STOPPING)
@@ -476,7 +522,7 @@ class Supervisor:
         report = StopReport()
         # A finished service costs no wait (a wait yields even when woken already).
         for record in live:
-            if record.finished.is_set():
+            if record.done:
                 continue
             limit = min(began + record.spec.stop_timeout, deadline)
             if not await clock.sleep_until(limit, record.finished):
@@ -489,7 +535,7 @@ class Supervisor:
                 self._tasks.cancel(f"supervise:{record.spec.name}")
         grace_end = clock.monotonic() + cancel_grace
         for record in live:
-            if not record.finished.is_set() and not await clock.sleep_until(
+            if not record.done and not await clock.sleep_until(
                 grace_end, record.finished
             ):
                 report.abandoned.append(record.spec.name)
