@@ -120,6 +120,8 @@ class LoopTags:
     would do in two.
     """
 
+    __slots__ = ("_activity", "_count", "_names", "_prefix", "_tick_var")
+
     def __init__(self, service: str, loop: str) -> None:
         self._prefix = f"{uuid.uuid4().hex[:12]}-"
         self._count = itertools.count(1)

@@ -292,9 +292,7 @@ def _service_families(
     for service, current in states:
         for state in STATES:
             gauge.add_metric([service, state], 1 if state == current else 0)
-    durations = HistogramMetricFamily(
-        TICK_DURATION, TICK_DURATION_HELP, labels=["service", "loop"]
-    )
+    durations = HistogramMetricFamily(TICK_DURATION, TICK_DURATION_HELP, labels=["service", "loop"])
     failures = CounterMetricFamily(TICK_FAILURES, TICK_FAILURES_HELP, labels=["service", "loop"])
     created = prometheus_metrics._use_created
     for labels, one in ticks:

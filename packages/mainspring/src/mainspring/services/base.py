@@ -16,7 +16,7 @@ from mainspring.services.state import ServiceStatus
 from mainspring.services.stopped import ServiceStopped
 
 
-@dataclass
+@dataclass(slots=True)
 class ServiceContext:
     """What the supervisor hands a running service instance."""
 

@@ -535,9 +535,7 @@ class Supervisor:
                 self._tasks.cancel(f"supervise:{record.spec.name}")
         grace_end = clock.monotonic() + cancel_grace
         for record in live:
-            if not record.done and not await clock.sleep_until(
-                grace_end, record.finished
-            ):
+            if not record.done and not await clock.sleep_until(grace_end, record.finished):
                 report.abandoned.append(record.spec.name)
         if report.abandoned:
             log.error("services would not die; abandoning them", services=report.abandoned)
