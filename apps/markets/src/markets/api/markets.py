@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, HTTPException, Query, Response
 from sqlalchemy import select
 
 from mainspring.resources import DbSession
 from markets.api.cursor import decode_cursor, encode_cursor
 from markets.api.errors import invalid, not_found
+from markets.api.market_rows import market_page_json
 from markets.api.params import LEAGUE_CHOICES, RowId, UtcQueryTime
 from markets.api.schemas import (
     GameDetail,
@@ -19,8 +20,15 @@ from markets.api.schemas import (
     MarketOut,
     MarketPage,
 )
-from markets.db.models import Game, League, Market, MarketEvent, MarketState
-from markets.db.queries import games_with_teams, markets_with_games
+from markets.db.models import Game, Market, MarketEvent, MarketState
+from markets.db.queries import (
+    GAMES,
+    LEAGUE_TABLE,
+    MARKET_PAGE_ROWS,
+    MARKETS,
+    games_with_teams,
+    markets_with_games,
+)
 from markets.espn.model import LEAGUES
 
 router = APIRouter(tags=["markets"])
@@ -49,37 +57,35 @@ async def list_markets(
     ] = None,
     cursor: Annotated[str | None, Query(description="`next_cursor` of the previous page.")] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT, description="Page size.")] = DEFAULT_LIMIT,
-) -> MarketPage:
-    query = markets_with_games().order_by(Market.id).limit(limit + 1)
+) -> Response:
+    """Core rows serialised once: no ORM loading or per-row validation holds the loop."""
+    query = MARKET_PAGE_ROWS.order_by(MARKETS.c.id).limit(limit + 1)
     if league is not None:
         if league not in LEAGUES:
             known = ", ".join(sorted(LEAGUES))
             raise invalid("query", "league", f"unknown league {league!r}; known: {known}", league)
-        query = query.where(League.code == league)
+        query = query.where(LEAGUE_TABLE.c.code == league)
     if state is not None:
-        query = query.where(Market.state == state)
+        query = query.where(MARKETS.c.state == state)
     if starts_after is not None and starts_before is not None and starts_after >= starts_before:
         raise invalid(
             "query", "starts_before", "starts_before must be after starts_after", starts_before
         )
     if starts_after is not None:
-        query = query.where(Game.start_time >= starts_after)
+        query = query.where(GAMES.c.start_time >= starts_after)
     if starts_before is not None:
-        query = query.where(Game.start_time < starts_before)
+        query = query.where(GAMES.c.start_time < starts_before)
     if cursor is not None:
         try:
-            query = query.where(Market.id > decode_cursor(cursor))
+            query = query.where(MARKETS.c.id > decode_cursor(cursor))
         except ValueError:
             raise invalid(
                 "query", "cursor", "not a cursor this API gave out; pass next_cursor as is", cursor
             ) from None
-    found = list((await session.scalars(query)).unique())
+    found = (await session.execute(query)).mappings().all()
     page = found[:limit]
-    more = len(found) > limit
-    return MarketPage(
-        items=[MarketOut.of(market) for market in page],
-        next_cursor=encode_cursor(page[-1].id) if more else None,
-    )
+    next_cursor = encode_cursor(page[-1]["id"]) if len(found) > limit else None
+    return Response(market_page_json(page, next_cursor), media_type="application/json")
 
 
 @router.get(
