@@ -6,6 +6,7 @@ import cold_start
 import http_stack
 import loop_overhead
 import markets_import
+import markets_read
 import realtime_fanout
 import realtime_memory
 import realtime_tail
@@ -21,6 +22,8 @@ def main() -> None:
     http_stack.main([])
     print()
     markets_import.main([])
+    print()
+    markets_read.main([])
     print()
     realtime_fanout.main([])
     print()
