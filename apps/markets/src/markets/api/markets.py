@@ -58,7 +58,7 @@ async def list_markets(
     cursor: Annotated[str | None, Query(description="`next_cursor` of the previous page.")] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT, description="Page size.")] = DEFAULT_LIMIT,
 ) -> Response:
-    """Core rows serialised once: no ORM loading or per-row validation holds the loop."""
+    # Core rows serialised once (no docstring: it would become the OpenAPI description).
     query = MARKET_PAGE_ROWS.order_by(MARKETS.c.id).limit(limit + 1)
     if league is not None:
         if league not in LEAGUES:
