@@ -20,6 +20,7 @@ import pytest
 from markets_support import listening
 from playwright.async_api import async_playwright, expect
 from playwright.sync_api import sync_playwright
+from server_support import CHROMIUM, need_chromium
 
 from mainspring.resources import Database
 from markets.db.board import store_board
@@ -27,7 +28,6 @@ from markets.espn.fake import FakeEspn, serve_fake
 from markets.espn.fixtures import RecordedFeed
 from markets.espn.parser import parse_scoreboard
 
-CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--headless",
     "--no-sandbox",
@@ -45,14 +45,6 @@ SPEED = 600
 """Game seconds per real second: the first NBA game ends about 20 s after the feed starts."""
 
 pytestmark = pytest.mark.timeout(240)
-
-
-def need_chromium() -> None:
-    if CHROMIUM.exists():
-        return
-    if os.environ.get("MAINSPRING_REQUIRE_SERVERS") == "1":
-        pytest.fail(f"{CHROMIUM} is missing (apt-get install chromium)")
-    pytest.skip(f"{CHROMIUM} is missing: apt-get install chromium to run the browser test")
 
 
 def free_port() -> int:

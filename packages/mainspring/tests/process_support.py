@@ -15,6 +15,8 @@ import httpx
 import psutil
 import pytest
 
+from mainspring.server.exitcodes import EXIT_APP_ERROR
+
 ROOT = Path(__file__).resolve().parents[1]
 """packages/mainspring: the directory from which `tests.sample_apps...` imports."""
 STARTUP_DEADLINE = 60.0
@@ -146,3 +148,26 @@ def runner(tmp_path: Path) -> Iterator[Runner]:
         yield runner
     finally:
         runner.stop_all()
+
+
+def config_failure(
+    args: list[str], env: dict[str, str], cwd: Path = ROOT, secret: str | None = None
+) -> str:
+    """Run `mainspring run ARGS` expecting exit 2; its one plain (non-log) stderr line.
+    `secret` must appear nowhere in stderr."""
+    result = subprocess.run(
+        [sys.executable, "-m", "mainspring.cli", "run", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=STARTUP_DEADLINE,
+    )
+    assert result.returncode == EXIT_APP_ERROR, result.stderr
+    assert "Traceback" not in result.stderr
+    assert secret is None or secret not in result.stderr
+    plain = [line for line in result.stderr.splitlines() if not line.startswith("{")]
+    assert len(plain) == 1, result.stderr  # once, however many workers failed alike
+    (line,) = plain
+    assert line.startswith("mainspring: ")
+    return line

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import socket
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
@@ -15,6 +16,8 @@ REDIS_URL = os.environ.get("MAINSPRING_TEST_REDIS_URL", "redis://127.0.0.1:6379/
 POSTGRES_URL = os.environ.get(
     "MAINSPRING_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
 )
+CHROMIUM = Path("/usr/bin/chromium")
+"""Debian's Chromium, which browser tests drive through Playwright (no browser download)."""
 
 
 def require_server(url: str, what: str) -> str:
@@ -28,3 +31,12 @@ def require_server(url: str, what: str) -> str:
         if os.environ.get("MAINSPRING_REQUIRE_SERVERS") == "1":
             pytest.fail(message + " and MAINSPRING_REQUIRE_SERVERS=1")
         pytest.skip(message)
+
+
+def need_chromium() -> None:
+    """Return when Chromium is installed; skip (or fail in CI) otherwise."""
+    if CHROMIUM.exists():
+        return
+    if os.environ.get("MAINSPRING_REQUIRE_SERVERS") == "1":
+        pytest.fail(f"{CHROMIUM} is missing (apt-get install chromium)")
+    pytest.skip(f"{CHROMIUM} is missing: apt-get install chromium to run the browser test")

@@ -3,25 +3,14 @@ refused: Swagger UI comes from the app, not from a CDN."""
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
 from urllib.parse import urlsplit
 
-import pytest
 from playwright.sync_api import Route, expect, sync_playwright
 from process_support import Runner, free_port
+from server_support import CHROMIUM, need_chromium
 
-CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run"]
 RENDER_DEADLINE_MS = 30_000
-
-
-def need_chromium() -> None:
-    if CHROMIUM.exists():
-        return
-    if os.environ.get("MAINSPRING_REQUIRE_SERVERS") == "1":
-        pytest.fail(f"{CHROMIUM} is missing (apt-get install chromium)")
-    pytest.skip(f"{CHROMIUM} is missing: apt-get install chromium to run the browser test")
 
 
 def test_docs_render_the_operations_with_no_network(runner: Runner) -> None:

@@ -5,13 +5,11 @@ lifespan is one line naming the variable and exit code 2, with one worker or sev
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import httpx
 import pytest
 from faults import fault_count
-from process_support import ROOT, STARTUP_DEADLINE, Runner, free_port
+from process_support import Runner, config_failure, free_port
 from typer.testing import CliRunner
 
 from mainspring.cli import cli
@@ -45,25 +43,6 @@ def test_the_runner_says_where_the_app_and_its_docs_answer(runner: Runner) -> No
     assert serving["url"] == f"http://127.0.0.1:{port}"
     assert serving["docs"] == f"http://127.0.0.1:{port}/docs"
     assert httpx.get(serving["docs"], timeout=5).status_code == 200
-
-
-def config_failure(args: list[str], env: dict[str, str]) -> str:
-    """Run `mainspring run ARGS` expecting exit 2; its one plain (non-log) stderr line."""
-    result = subprocess.run(
-        [sys.executable, "-m", "mainspring.cli", "run", *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=STARTUP_DEADLINE,
-    )
-    assert result.returncode == EXIT_APP_ERROR, result.stderr
-    assert "Traceback" not in result.stderr
-    plain = [line for line in result.stderr.splitlines() if not line.startswith("{")]
-    assert len(plain) == 1, result.stderr  # once, however many workers failed alike
-    (line,) = plain
-    assert line.startswith("mainspring: ")
-    return line
 
 
 @pytest.mark.parametrize("workers", [1, 2])
