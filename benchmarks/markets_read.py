@@ -34,7 +34,7 @@ from urllib.parse import urlsplit
 from http_stack import cpu_seconds, pick_cpus, pin
 from markets_import import quiet_logs
 from prometheus_client.parser import text_string_to_metric_families
-from shutdown_latency import free_port, wait_until_serving
+from shutdown_latency import free_port, stop_server, wait_until_serving
 
 from mainspring.resources import Database, HttpClient
 from markets.db.session import upgrade
@@ -196,12 +196,7 @@ def serve_and_load(warmup: int, duration: int) -> None:
             cpu = cpu_seconds(proc.pid) - cpu_before
             lag_after = lag_buckets(base)
         finally:
-            proc.terminate()
-            try:
-                proc.wait(STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            stop_server(proc, STOP_TIMEOUT)
     print(
         f"markets read: GET {PATH} ({markets} markets, {size:,} byte page), "
         f"`mainspring run` 1 worker, SQLite; {CONNECTIONS} keep-alive Python clients, "

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from http_stack import cpu_seconds, pick_cpus, pin
-from shutdown_latency import free_port, tail, wait_until_serving
+from shutdown_latency import free_port, stop_server, tail, wait_until_serving
 
 APPS = Path(__file__).resolve().parent / "apps"
 UVICORN_FLAGS = ["--no-access-log", "--log-level", "warning", "--http", "httptools"]
@@ -98,12 +98,7 @@ def serve(
             wait_until_serving(proc, f"http://127.0.0.1:{port}/ping", log_path)
             yield Server(proc.pid, port)
         finally:
-            proc.terminate()
-            try:
-                proc.wait(STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            stop_server(proc, STOP_TIMEOUT)
             errors = [line for line in tail(log_path, 200).splitlines() if "Traceback" in line]
             if errors:
                 print(f"  (server log of {target} shows {len(errors)} tracebacks)", flush=True)

@@ -66,6 +66,16 @@ def wait_until_serving(proc: subprocess.Popen[bytes], url: str, log_path: Path) 
     raise RuntimeError(f"the app did not answer {url} in {STARTUP_TIMEOUT}s:\n{tail(log_path)}")
 
 
+def stop_server(proc: subprocess.Popen[bytes], timeout: float) -> None:
+    """SIGTERM a benchmark's server; SIGKILL it when it has not exited after `timeout` s."""
+    proc.terminate()
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 def tail(path: Path, lines: int = 20) -> str:
     return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
 
